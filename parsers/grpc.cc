@@ -1,0 +1,57 @@
+#include "parsers/grpc.h"
+
+#include <array>
+
+namespace sidemux::parsers::grpc {
+
+std::string_view status_name(int code) {
+  static constexpr std::array<std::string_view, 17> kNames = {
+      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+      "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+      "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+  if (code >= 0 && code < static_cast<int>(kNames.size())) return kNames[static_cast<size_t>(code)];
+  return "UNKNOWN";
+}
+
+bool parse_timeout(std::string_view text, std::chrono::nanoseconds& out) {
+  if (text.size() < 2 || text.size() > 9) return false;
+  int64_t value = 0;
+  for (char c : text.substr(0, text.size() - 1)) {
+    if (c < '0' || c > '9') return false;
+    value = value * 10 + (c - '0');
+  }
+  using namespace std::chrono;
+  switch (text.back()) {
+    case 'H': out = duration_cast<nanoseconds>(hours(value)); return true;
+    case 'M': out = duration_cast<nanoseconds>(minutes(value)); return true;
+    case 'S': out = duration_cast<nanoseconds>(seconds(value)); return true;
+    case 'm': out = duration_cast<nanoseconds>(milliseconds(value)); return true;
+    case 'u': out = duration_cast<nanoseconds>(microseconds(value)); return true;
+    case 'n': out = nanoseconds(value); return true;
+    default: return false;
+  }
+}
+
+std::string percent_encode(std::string_view message) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(message.size());
+  for (unsigned char c : message) {
+    if (c >= 0x20 && c <= 0x7e && c != '%') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    }
+  }
+  return out;
+}
+
+bool is_grpc_content_type(std::string_view ct) {
+  if (!ct.starts_with(kContentType)) return false;
+  return ct.size() == kContentType.size() || ct[kContentType.size()] == '+' || ct[kContentType.size()] == ';';
+}
+
+}  // namespace sidemux::parsers::grpc

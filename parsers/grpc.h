@@ -1,0 +1,34 @@
+// gRPC over HTTP/2 helpers: status codes, grpc-timeout, grpc-message encoding.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace sidemux::parsers::grpc {
+
+enum class Status : uint8_t {
+  ok = 0, cancelled = 1, unknown = 2, invalid_argument = 3, deadline_exceeded = 4,
+  not_found = 5, already_exists = 6, permission_denied = 7, resource_exhausted = 8,
+  failed_precondition = 9, aborted = 10, out_of_range = 11, unimplemented = 12,
+  internal = 13, unavailable = 14, data_loss = 15, unauthenticated = 16,
+};
+
+// "OK", "CANCELLED", ... as used in the sidemux_upstream_streams_total label;
+// codes outside the table render as their number.
+std::string_view status_name(int code);
+
+// grpc-timeout: 1 to 8 ASCII digits followed by H, M, S, m, u or n.
+bool parse_timeout(std::string_view text, std::chrono::nanoseconds& out);
+
+// grpc-message is percent-encoded (gRPC over HTTP/2 spec): bytes outside
+// 0x20..0x7e and '%' itself become %XX.
+std::string percent_encode(std::string_view message);
+
+inline constexpr std::string_view kContentType = "application/grpc";
+
+// True for content-type application/grpc and application/grpc+proto etc.
+bool is_grpc_content_type(std::string_view content_type);
+
+}  // namespace sidemux::parsers::grpc

@@ -1,0 +1,82 @@
+// HTTP/1.x request parsing with llhttp, with the size limits of the local
+// handlers. Parsing is incremental; a request is delivered when complete.
+#pragma once
+
+#include <llhttp.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace sidemux::parsers {
+
+struct Http1Request {
+  std::string method;
+  std::string target;
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
+  uint8_t version_major = 1;
+  uint8_t version_minor = 1;
+  bool keep_alive = true;  // llhttp's verdict from version and Connection
+  uint64_t body_bytes = 0;  // bodies are counted and dropped
+
+  // First value of a header (name in lower case), or empty.
+  std::string_view header(std::string_view name) const;
+  void clear();
+};
+
+class Http1Parser {
+ public:
+  struct Limits {
+    size_t max_head_bytes = 16384;  // request line + headers
+    size_t max_headers = 100;
+    size_t max_body_bytes = 16384;
+  };
+
+  // Return false to pause after this request (backpressure): feed() then
+  // stops and reports how much it consumed.
+  using OnRequest = bool (*)(void* user, const Http1Request& req);
+
+  Http1Parser(const Limits& limits, OnRequest on_request, void* user);
+  Http1Parser(const Http1Parser&) = delete;
+  Http1Parser& operator=(const Http1Parser&) = delete;
+
+  enum class Status { ok, paused, error };
+  struct Result {
+    Status status;
+    size_t consumed;   // bytes of the input used; the rest must be fed again
+    int http_status;   // on error: 400, 413 or 431; 0: close without answering
+    const char* reason;
+  };
+  Result feed(const char* data, size_t len);
+  // Some bytes of a request have been seen but not the whole request.
+  bool mid_message() const { return in_message_; }
+
+ private:
+  static int on_message_begin(llhttp_t* p);
+  static int on_url(llhttp_t* p, const char* at, size_t len);
+  static int on_header_field(llhttp_t* p, const char* at, size_t len);
+  static int on_header_value(llhttp_t* p, const char* at, size_t len);
+  static int on_headers_complete(llhttp_t* p);
+  static int on_body(llhttp_t* p, const char* at, size_t len);
+  static int on_message_complete(llhttp_t* p);
+
+  int fail(int status, const char* reason);
+  bool count_head(size_t n);
+
+  Limits limits_;
+  OnRequest on_request_;
+  void* user_;
+  llhttp_settings_t settings_;
+  llhttp_t parser_;
+  Http1Request req_;
+  size_t head_bytes_ = 0;
+  bool in_value_ = false;
+  bool in_message_ = false;
+  int error_status_ = 0;
+  const char* error_reason_ = nullptr;
+};
+
+}  // namespace sidemux::parsers

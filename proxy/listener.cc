@@ -1,0 +1,136 @@
+#include "proxy/listener.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "proxy/client_connection.h"
+#include "proxy/metric_names.h"
+#include "proxy/worker.h"
+
+namespace sidemux {
+
+namespace {
+// Same as nginx and HAProxy; the kernel caps it at somaxconn.
+constexpr int kBacklog = 511;
+}  // namespace
+
+int bind_listener(const conf::HostPort& address, std::string& error) {
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (address.ipv6) {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(address.port);
+    if (inet_pton(AF_INET6, address.host.c_str(), &sin6->sin6_addr) != 1) {
+      error = "not an IPv6 address: " + address.host;
+      return -1;
+    }
+    len = sizeof *sin6;
+  } else {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(address.port);
+    if (inet_pton(AF_INET, address.host.c_str(), &sin->sin_addr) != 1) {
+      error = "not an IPv4 address: " + address.host;
+      return -1;
+    }
+    len = sizeof *sin;
+  }
+  // libuv 1.44 has no UV_TCP_REUSEPORT, so the socket is made here and
+  // handed to the worker's loop with uv_tcp_open.
+  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = std::string("socket: ") + std::strerror(errno);
+    return -1;
+  }
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (address.ipv6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, kBacklog) != 0) {
+    error = "cannot listen on " + address.to_string() + ": " + std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+uint16_t local_port(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+}
+
+Listener::Listener(Worker& worker, const conf::Listener& conf, int fd)
+    : worker_(worker),
+      name_(conf.name),
+      fd_(fd),
+      accepted_http1_(worker.metrics().counter(metrics::kConnectionsAccepted, {conf.name, "http1", "false"})),
+      accepted_h2_(worker.metrics().counter(metrics::kConnectionsAccepted, {conf.name, "h2", "false"})),
+      active_http1_(worker.metrics().gauge(metrics::kConnectionsActive, {conf.name, "http1", "false"})),
+      active_h2_(worker.metrics().gauge(metrics::kConnectionsActive, {conf.name, "h2", "false"})) {
+  uv_tcp_init(worker.loop(), &tcp_);
+  tcp_.data = this;
+}
+
+bool Listener::start(std::string& error) {
+  int rc = uv_tcp_open(&tcp_, fd_);
+  if (rc == 0) {
+    rc = uv_listen(reinterpret_cast<uv_stream_t*>(&tcp_), kBacklog, [](uv_stream_t* s, int status) {
+      static_cast<Listener*>(s->data)->on_connection(status);
+    });
+  }
+  if (rc != 0) {
+    error = std::string("listener ") + name_ + ": " + uv_strerror(rc);
+    return false;
+  }
+  return true;
+}
+
+void Listener::close() {
+  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&tcp_))) uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), nullptr);
+}
+
+void Listener::on_connection(int status) {
+  if (status != 0) {
+    worker_.log().warn("accept failed", {{"listener", name_}, {"error", uv_strerror(status)}});
+    return;
+  }
+  auto conn = std::make_unique<ClientConnection>(worker_, *this);
+  ClientConnection* c = conn.get();
+  worker_.adopt(std::move(conn));
+  if (uv_accept(reinterpret_cast<uv_stream_t*>(&tcp_), c->stream()) != 0) {
+    c->close();
+    return;
+  }
+  // The count includes this connection (the constructor added it).
+  if (worker_.shared().connections.load(std::memory_order_relaxed) > worker_.config()->limits.max_connections) {
+    count_rejected("limit");
+    c->reject();
+    return;
+  }
+  c->start();
+}
+
+void Listener::count_accepted(parsers::Protocol protocol) {
+  (protocol == parsers::Protocol::http2 ? accepted_h2_ : accepted_http1_).inc();
+}
+
+metrics::Gauge& Listener::active(parsers::Protocol protocol) {
+  return protocol == parsers::Protocol::http2 ? active_h2_ : active_http1_;
+}
+
+void Listener::count_rejected(std::string_view reason) {
+  // Rejections are rare; the series is looked up when it happens.
+  worker_.metrics().counter(metrics::kConnectionsRejected, {name_, reason}).inc();
+}
+
+}  // namespace sidemux

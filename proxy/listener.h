@@ -1,0 +1,55 @@
+// A listening socket of one worker (SO_REUSEPORT: each worker has its own
+// socket on the same address, bound by the server at start-up) and the
+// per-listener metric series its connections count into.
+#pragma once
+
+#include <uv.h>
+
+#include <string>
+#include <vector>
+
+#include "conf/config.h"
+#include "parsers/classify.h"
+#include "proxy/metrics.h"
+
+namespace sidemux {
+
+class Worker;
+
+// Binds and listens on `address` with SO_REUSEPORT; port 0 picks a free port
+// (the caller binds the other workers' sockets to the port it got). Returns
+// the fd, or -1 with `error` set.
+int bind_listener(const conf::HostPort& address, std::string& error);
+uint16_t local_port(int fd);
+
+class Listener {
+ public:
+  Listener(Worker& worker, const conf::Listener& conf, int fd);
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+
+  bool start(std::string& error);
+  void close();  // stop accepting; the handle is closed on a later loop phase
+
+  const std::string& name() const { return name_; }
+  bool tls() const { return false; }
+
+  // Metric series of this listener, looked up once.
+  void count_accepted(parsers::Protocol protocol);
+  metrics::Gauge& active(parsers::Protocol protocol);
+  void count_rejected(std::string_view reason);
+
+ private:
+  void on_connection(int status);
+
+  Worker& worker_;
+  std::string name_;
+  int fd_;
+  uv_tcp_t tcp_;
+  metrics::Counter& accepted_http1_;
+  metrics::Counter& accepted_h2_;
+  metrics::Gauge& active_http1_;
+  metrics::Gauge& active_h2_;
+};
+
+}  // namespace sidemux

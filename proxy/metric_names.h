@@ -1,0 +1,48 @@
+// The metric families of the SPEC. Their names and labels are part of the
+// external contract: change them only together with ../shared/SPEC.md.
+#pragma once
+
+#include "proxy/metrics.h"
+
+namespace sidemux::metrics {
+
+inline const Family kConnectionsAccepted{
+    "sidemux_connections_accepted_total", "Client connections accepted and classified.",
+    Type::counter, {"listener", "protocol", "tls"}};
+inline const Family kConnectionsActive{
+    "sidemux_connections_active", "Classified client connections currently open.",
+    Type::gauge, {"listener", "protocol", "tls"}};
+inline const Family kConnectionsRejected{
+    "sidemux_connections_rejected_total", "Client connections closed before or while being classified.",
+    Type::counter, {"listener", "reason"}};
+inline const Family kHttpRequests{
+    "sidemux_http_requests_total", "Requests answered by the local handlers.",
+    Type::counter, {"path", "code"}};
+inline const Family kStreamsActive{
+    "sidemux_streams_active", "HTTP/2 streams open on client connections.", Type::gauge, {}};
+inline const Family kUpstreamStreams{
+    "sidemux_upstream_streams_total", "Proxied streams by member and final grpc-status.",
+    Type::counter, {"member", "grpc_status"}};
+inline const Family kUpstreamStreamDuration{
+    "sidemux_upstream_stream_duration_seconds", "Duration of proxied streams.",
+    Type::histogram, {"member"},
+    {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600}};
+inline const Family kUpstreamRetries{
+    "sidemux_upstream_retries_total", "Streams retried on another member.",
+    Type::counter, {"member", "reason"}};
+inline const Family kUpstreamConnectionsActive{
+    "sidemux_upstream_connections_active", "Open HTTP/2 connections to a member.",
+    Type::gauge, {"member"}};
+inline const Family kMemberUp{
+    "sidemux_member_up", "1 when the member is healthy, else 0.", Type::gauge, {"member"}};
+inline const Family kMemberActiveStreams{
+    "sidemux_member_active_streams", "Streams open to a member.", Type::gauge, {"member"}};
+inline const Family kConfigReloads{
+    "sidemux_config_reloads_total", "Config reloads by result.", Type::counter, {"result"}};
+inline const Family kConfigGeneration{
+    "sidemux_config_generation", "Generation number of the config in force.", Type::gauge, {}};
+inline const Family kBytes{
+    "sidemux_bytes_total", "Bytes moved, by side and direction.",
+    Type::counter, {"side", "direction"}};
+
+}  // namespace sidemux::metrics

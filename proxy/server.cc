@@ -1,0 +1,155 @@
+#include "proxy/server.h"
+
+#include <unistd.h>
+
+#include "proxy/listener.h"
+#include "proxy/metric_names.h"
+
+namespace sidemux {
+
+namespace {
+Server* self(uv_handle_t* h) { return static_cast<Server*>(h->data); }
+
+// Listener settings are bound at start; a reload that changes them is
+// applied except for the listeners, which need a restart for now.
+bool same_listeners(const conf::Config& a, const conf::Config& b) {
+  if (a.listeners.size() != b.listeners.size()) return false;
+  for (size_t i = 0; i < a.listeners.size(); ++i) {
+    const auto& x = a.listeners[i];
+    const auto& y = b.listeners[i];
+    if (x.name != y.name || x.address.to_string() != y.address.to_string() || x.tls.has_value() != y.tls.has_value())
+      return false;
+  }
+  return true;
+}
+}  // namespace
+
+Server::Server(std::string config_path, Logger& log) : config_path_(std::move(config_path)), log_(log) {
+  uv_loop_init(&loop_);
+}
+
+Server::~Server() {
+  workers_.clear();
+  uv_loop_close(&loop_);
+}
+
+int Server::run() {
+  auto loaded = conf::load_file(config_path_);
+  if (!loaded) {
+    log_.error("invalid config", {{"error", loaded.error}});
+    return 2;
+  }
+  config_ = loaded.config;
+  log_.configure(config_->log);
+  std::string error;
+  if (!start(error)) {
+    log_.error("cannot start", {{"error", error}});
+    return 1;
+  }
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  for (auto& w : workers_) w->join();
+  log_.info("stopped");
+  return 0;
+}
+
+bool Server::start(std::string& error) {
+  for (const auto& l : config_->listeners) {
+    if (l.tls) {
+      error = "listener " + l.name + ": tls is not supported yet";
+      return false;
+    }
+  }
+  unsigned n = config_->workers;
+  // Every worker gets its own socket per listener (SO_REUSEPORT). A port of 0
+  // is resolved by the first bind, and the other workers bind that port.
+  std::vector<std::vector<int>> fds(n);
+  auto close_all = [&] {
+    for (auto& per_worker : fds)
+      for (int fd : per_worker) ::close(fd);
+  };
+  for (const auto& l : config_->listeners) {
+    conf::HostPort address = l.address;
+    for (unsigned i = 0; i < n; ++i) {
+      int fd = bind_listener(address, error);
+      if (fd < 0) {
+        error = "listener " + l.name + ": " + error;
+        close_all();
+        return false;
+      }
+      fds[i].push_back(fd);
+      if (address.port == 0) address.port = local_port(fd);
+    }
+    log_.info("listening", {{"listener", l.name}, {"address", address.to_string()}});
+  }
+
+  shared_ = std::make_unique<SharedState>(log_);
+  shared_->workers = n;
+  shared_->registries.push_back(&registry_);
+  for (unsigned i = 0; i < n; ++i) {
+    worker_registries_.push_back(std::make_unique<metrics::Registry>());
+    shared_->registries.push_back(worker_registries_.back().get());
+  }
+  registry_.gauge(metrics::kConfigGeneration).set(static_cast<int64_t>(config_->generation));
+  registry_.counter(metrics::kConfigReloads, {"success"});
+  registry_.counter(metrics::kConfigReloads, {"failure"});
+  // Health is decided once per process (the health-check work publishes it
+  // here); until a member has been checked it is not up.
+  for (const auto& m : config_->cluster.members) registry_.gauge(metrics::kMemberUp, {m.name}).set(0);
+  for (unsigned i = 0; i < n; ++i)
+    workers_.push_back(std::make_unique<Worker>(i, *shared_, *worker_registries_[i], config_, std::move(fds[i])));
+
+  uv_signal_init(&loop_, &sighup_);
+  uv_signal_init(&loop_, &sigterm_);
+  uv_signal_init(&loop_, &sigint_);
+  uv_async_init(&loop_, &worker_drained_, [](uv_async_t* a) {
+    self(reinterpret_cast<uv_handle_t*>(a))->on_worker_drained();
+  });
+  sighup_.data = sigterm_.data = sigint_.data = worker_drained_.data = this;
+  uv_signal_start(&sighup_, [](uv_signal_t* s, int) { self(reinterpret_cast<uv_handle_t*>(s))->reload(); }, SIGHUP);
+  auto on_stop = [](uv_signal_t* s, int) { self(reinterpret_cast<uv_handle_t*>(s))->drain(); };
+  uv_signal_start(&sigterm_, on_stop, SIGTERM);
+  uv_signal_start(&sigint_, on_stop, SIGINT);
+
+  for (auto& w : workers_) w->start();
+  log_.info("started", {{"workers", n}, {"config", config_path_}, {"generation", config_->generation}});
+  return true;
+}
+
+void Server::reload() {
+  if (draining_) return;
+  auto loaded = conf::load_file(config_path_, config_->generation + 1);
+  if (!loaded) {
+    registry_.counter(metrics::kConfigReloads, {"failure"}).inc();
+    log_.error("config reload failed; keeping the running config",
+               {{"error", loaded.error}, {"generation", config_->generation}});
+    return;
+  }
+  if (!same_listeners(*config_, *loaded.config))
+    log_.warn("listener changes take effect at the next restart");
+  config_ = loaded.config;
+  log_.configure(config_->log);
+  for (auto& w : workers_) w->set_config(config_);
+  registry_.counter(metrics::kConfigReloads, {"success"}).inc();
+  registry_.gauge(metrics::kConfigGeneration).set(static_cast<int64_t>(config_->generation));
+  log_.info("config reloaded", {{"generation", config_->generation}});
+}
+
+void Server::drain() {
+  if (draining_) return;
+  draining_ = true;
+  log_.info("draining", {{"drain_timeout_ms", static_cast<int64_t>(config_->limits.drain_timeout.count())}});
+  uv_signal_stop(&sighup_);
+  for (auto& w : workers_) w->drain([this] {
+    drained_.fetch_add(1);
+    uv_async_send(&worker_drained_);
+  });
+}
+
+void Server::on_worker_drained() {
+  if (drained_.load() < workers_.size()) return;
+  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&sighup_), reinterpret_cast<uv_handle_t*>(&sigterm_),
+                         reinterpret_cast<uv_handle_t*>(&sigint_), reinterpret_cast<uv_handle_t*>(&worker_drained_)})
+    uv_close(h, nullptr);
+}
+
+}  // namespace sidemux

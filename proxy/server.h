@@ -1,0 +1,56 @@
+// The process: config generations, the workers, and signals. Runs on the
+// main thread with its own small loop that only handles signals and worker
+// notifications; all traffic is on the workers' loops.
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "conf/config.h"
+#include "proxy/log.h"
+#include "proxy/metrics.h"
+#include "proxy/worker.h"
+
+namespace sidemux {
+
+class Server {
+ public:
+  Server(std::string config_path, Logger& log);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Loads the config, binds, runs until drained. Returns the exit code.
+  int run();
+
+ private:
+  bool start(std::string& error);
+  void reload();
+  void drain();
+  void on_worker_drained();
+
+  std::string config_path_;
+  Logger& log_;
+  std::shared_ptr<const conf::Config> config_;
+
+  uv_loop_t loop_;
+  uv_signal_t sighup_;
+  uv_signal_t sigterm_;
+  uv_signal_t sigint_;
+  uv_async_t worker_drained_;
+  std::atomic<unsigned> drained_{0};
+  bool draining_ = false;
+
+  // The server's registry comes first; then one per worker. Registries
+  // outlive the workers, whose threads write into them.
+  metrics::Registry registry_;
+  std::vector<std::unique_ptr<metrics::Registry>> worker_registries_;
+  std::unique_ptr<SharedState> shared_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+};
+
+}  // namespace sidemux

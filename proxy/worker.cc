@@ -1,0 +1,193 @@
+#include "proxy/worker.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "proxy/client_connection.h"
+#include "proxy/listener.h"
+#include "proxy/metric_names.h"
+
+namespace sidemux {
+
+namespace {
+Worker* self(uv_handle_t* h) { return static_cast<Worker*>(h->data); }
+
+// The first GOAWAY is a notice; the final one follows after this long (or
+// at the end of drain_timeout, if that is shorter), as h2o does.
+constexpr uint64_t kFinalGoawayDelayMs = 1000;
+// Bound on produce passes per loop turn when producing schedules more work.
+constexpr int kMaxProducePasses = 16;
+}  // namespace
+
+Worker::Worker(unsigned index, SharedState& shared, metrics::Registry& registry,
+               std::shared_ptr<const conf::Config> config, std::vector<int> fds)
+    : index_(index),
+      shared_(shared),
+      registry_(registry),
+      config_(std::move(config)),
+      fds_(std::move(fds)),
+      cluster_(std::make_unique<upstream::Cluster>(config_->cluster, registry)),
+      streams_active_(registry.gauge(metrics::kStreamsActive)),
+      downstream_in_(registry.counter(metrics::kBytes, {"downstream", "in"})),
+      downstream_out_(registry.counter(metrics::kBytes, {"downstream", "out"})),
+      read_buf_(std::make_unique<char[]>(kReadBufferSize)) {
+  uv_loop_init(&loop_);
+  uv_async_init(&loop_, &async_, [](uv_async_t* a) { self(reinterpret_cast<uv_handle_t*>(a))->on_async(); });
+  uv_prepare_init(&loop_, &prepare_);
+  uv_timer_init(&loop_, &drain_timer_);
+  async_.data = prepare_.data = drain_timer_.data = this;
+}
+
+Worker::~Worker() {
+  // The loop has ended (join) and every handle is closed.
+  uv_loop_close(&loop_);
+  for (int fd : fds_) ::close(fd);
+}
+
+void Worker::start() {
+  for (size_t i = 0; i < fds_.size(); ++i) {
+    auto l = std::make_unique<Listener>(*this, config_->listeners[i], fds_[i]);
+    std::string error;
+    // The server bound and listened on these sockets already: this cannot
+    // fail short of fd exhaustion, which is worth a loud abort.
+    if (!l->start(error)) {
+      log().error("listener failed", {{"error", error}});
+      std::abort();
+    }
+    listeners_.push_back(std::move(l));
+  }
+  // uv_tcp_open took ownership of the fds; uv_close will close them.
+  fds_.clear();
+  uv_prepare_start(&prepare_, [](uv_prepare_t* p) { self(reinterpret_cast<uv_handle_t*>(p))->on_prepare(); });
+  started_ = true;
+  uv_thread_create(&thread_, [](void* arg) { static_cast<Worker*>(arg)->run(); }, this);
+}
+
+void Worker::join() {
+  if (started_) uv_thread_join(&thread_);
+  started_ = false;
+}
+
+void Worker::run() { uv_run(&loop_, UV_RUN_DEFAULT); }
+
+void Worker::post(std::function<void(Worker&)> fn) {
+  {
+    std::lock_guard lock(mailbox_mu_);
+    mailbox_.push_back(std::move(fn));
+  }
+  uv_async_send(&async_);
+}
+
+void Worker::on_async() {
+  std::vector<std::function<void(Worker&)>> jobs;
+  {
+    std::lock_guard lock(mailbox_mu_);
+    jobs.swap(mailbox_);
+  }
+  for (auto& job : jobs) job(*this);
+}
+
+void Worker::set_config(std::shared_ptr<const conf::Config> config) {
+  post([config = std::move(config)](Worker& w) { w.config_ = config; });
+}
+
+void Worker::drain(std::function<void()> done) {
+  post([done = std::move(done)](Worker& w) {
+    w.drain_done_ = done;
+    w.begin_drain();
+  });
+}
+
+LocalContext Worker::local_context() const {
+  return LocalContext{*config_, *cluster_, shared_.registries, registry_, shared_.started, !draining_,
+                      shared_.workers};
+}
+
+void Worker::adopt(std::unique_ptr<ClientConnection> conn) {
+  conn->slot = connections_.size();
+  connections_.push_back(std::move(conn));
+}
+
+void Worker::release(ClientConnection* conn) {
+  unschedule(conn);
+  // Swap-with-last keeps removal O(1) with thousands of connections.
+  size_t slot = conn->slot;
+  std::swap(connections_[slot], connections_.back());
+  connections_[slot]->slot = slot;
+  connections_.pop_back();
+  finish_drain_if_empty();
+}
+
+void Worker::schedule(ClientConnection* conn) {
+  if (conn->scheduled) return;
+  conn->scheduled = true;
+  scheduled_.push_back(conn);
+}
+
+void Worker::unschedule(ClientConnection* conn) {
+  if (!conn->scheduled) return;
+  conn->scheduled = false;
+  std::erase(scheduled_, conn);
+  std::erase(producing_, conn);
+}
+
+void Worker::on_prepare() {
+  // Runs before the loop polls: every connection touched since the last
+  // turn produces its output and writes it in one batch.
+  for (int pass = 0; pass < kMaxProducePasses && !scheduled_.empty(); ++pass) {
+    producing_.swap(scheduled_);
+    // Index loop: unschedule() may erase from producing_ while we iterate.
+    for (size_t i = 0; i < producing_.size(); ++i) {
+      ClientConnection* c = producing_[i];
+      c->scheduled = false;
+      c->produce_and_flush();
+    }
+    producing_.clear();
+  }
+}
+
+void Worker::begin_drain() {
+  if (draining_) return;
+  draining_ = true;
+  for (auto& l : listeners_) l->close();
+  // shutdown() may close connections, which only happens in later close
+  // callbacks, so iterating the list here is safe.
+  for (auto& c : connections_) c->shutdown(false);
+  uint64_t drain_ms = static_cast<uint64_t>(config_->limits.drain_timeout.count());
+  uv_timer_start(&drain_timer_, on_drain_timer, std::min(kFinalGoawayDelayMs, drain_ms), 0);
+  finish_drain_if_empty();
+}
+
+void Worker::on_drain_timer(uv_timer_t* t) {
+  Worker* w = self(reinterpret_cast<uv_handle_t*>(t));
+  if (!w->final_goaway_sent_) {
+    w->final_goaway_sent_ = true;
+    for (auto& c : w->connections_) c->shutdown(true);
+    uint64_t drain_ms = static_cast<uint64_t>(w->config_->limits.drain_timeout.count());
+    uv_timer_start(t, on_drain_timer, drain_ms > kFinalGoawayDelayMs ? drain_ms - kFinalGoawayDelayMs : 0, 0);
+    return;
+  }
+  w->log().warn("drain timeout: closing connections with open streams", {{"connections", w->connections_.size()}});
+  for (auto& c : w->connections_) c->close();
+}
+
+void Worker::finish_drain_if_empty() {
+  if (!draining_ || closing_ || !connections_.empty()) return;
+  closing_ = true;
+  close_handles();
+}
+
+void Worker::close_handles() {
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
+  // Handles that remain (listeners already closing) end with the loop;
+  // the callback that says so runs last on this thread.
+  if (drain_done_) {
+    auto done = std::move(drain_done_);
+    done();
+  }
+}
+
+}  // namespace sidemux

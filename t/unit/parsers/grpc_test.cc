@@ -1,0 +1,54 @@
+#include "parsers/grpc.h"
+
+#include <gtest/gtest.h>
+
+namespace sidemux::parsers::grpc {
+namespace {
+
+using namespace std::chrono;
+
+TEST(GrpcTimeout, Units) {
+  nanoseconds d;
+  ASSERT_TRUE(parse_timeout("200m", d));
+  EXPECT_EQ(d, milliseconds(200));
+  ASSERT_TRUE(parse_timeout("1H", d));
+  EXPECT_EQ(d, hours(1));
+  ASSERT_TRUE(parse_timeout("5M", d));
+  EXPECT_EQ(d, minutes(5));
+  ASSERT_TRUE(parse_timeout("3S", d));
+  EXPECT_EQ(d, seconds(3));
+  ASSERT_TRUE(parse_timeout("7u", d));
+  EXPECT_EQ(d, microseconds(7));
+  ASSERT_TRUE(parse_timeout("99999999n", d));
+  EXPECT_EQ(d, nanoseconds(99999999));
+}
+
+TEST(GrpcTimeout, Rejects) {
+  nanoseconds d;
+  for (const char* bad : {"", "m", "10", "10x", "-1S", "123456789S", "1.5S", " 1S"})
+    EXPECT_FALSE(parse_timeout(bad, d)) << bad;
+}
+
+TEST(GrpcStatus, Names) {
+  EXPECT_EQ(status_name(0), "OK");
+  EXPECT_EQ(status_name(4), "DEADLINE_EXCEEDED");
+  EXPECT_EQ(status_name(14), "UNAVAILABLE");
+  EXPECT_EQ(status_name(16), "UNAUTHENTICATED");
+  EXPECT_EQ(status_name(17), "UNKNOWN");
+  EXPECT_EQ(status_name(-1), "UNKNOWN");
+}
+
+TEST(GrpcMessage, PercentEncoding) {
+  EXPECT_EQ(percent_encode("no member: m1 (down)"), "no member: m1 (down)");
+  EXPECT_EQ(percent_encode("100%\n\xc3\xa9"), "100%25%0A%C3%A9");
+}
+
+TEST(GrpcContentType, Variants) {
+  EXPECT_TRUE(is_grpc_content_type("application/grpc"));
+  EXPECT_TRUE(is_grpc_content_type("application/grpc+proto"));
+  EXPECT_FALSE(is_grpc_content_type("application/grpcx"));
+  EXPECT_FALSE(is_grpc_content_type("application/json"));
+}
+
+}  // namespace
+}  // namespace sidemux::parsers::grpc

@@ -1,0 +1,133 @@
+#include "parsers/http1.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace sidemux::parsers {
+namespace {
+
+struct Collector {
+  std::vector<Http1Request> requests;
+  size_t pause_after = SIZE_MAX;  // pause once this many requests arrived
+  static bool on_request(void* user, const Http1Request& req) {
+    auto* c = static_cast<Collector*>(user);
+    c->requests.push_back(req);
+    return c->requests.size() < c->pause_after;
+  }
+};
+
+Http1Parser::Limits small_limits() {
+  Http1Parser::Limits l;
+  l.max_head_bytes = 256;
+  l.max_headers = 4;
+  l.max_body_bytes = 16;
+  return l;
+}
+
+TEST(Http1Parser, RequestFedOneByteAtATime) {
+  const std::string req = "GET /health?x=1 HTTP/1.1\r\nHost: a\r\nX-Long-Name: some value\r\n\r\n";
+  Collector c;
+  Http1Parser p(small_limits(), Collector::on_request, &c);
+  for (char ch : req) {
+    auto r = p.feed(&ch, 1);
+    ASSERT_EQ(r.status, Http1Parser::Status::ok);
+    ASSERT_EQ(r.consumed, 1u);
+  }
+  ASSERT_EQ(c.requests.size(), 1u);
+  EXPECT_EQ(c.requests[0].method, "GET");
+  EXPECT_EQ(c.requests[0].target, "/health?x=1");
+  EXPECT_EQ(c.requests[0].header("x-long-name"), "some value");
+  EXPECT_EQ(c.requests[0].header("host"), "a");
+  EXPECT_TRUE(c.requests[0].keep_alive);
+  EXPECT_FALSE(p.mid_message());
+}
+
+TEST(Http1Parser, EverySplitOfTwoPipelinedRequests) {
+  const std::string bytes = "GET /a HTTP/1.1\r\nHost: h\r\n\r\nHEAD /b HTTP/1.1\r\n\r\n";
+  for (size_t split = 0; split <= bytes.size(); ++split) {
+    Collector c;
+    Http1Parser p(small_limits(), Collector::on_request, &c);
+    ASSERT_EQ(p.feed(bytes.data(), split).status, Http1Parser::Status::ok);
+    ASSERT_EQ(p.feed(bytes.data() + split, bytes.size() - split).status, Http1Parser::Status::ok);
+    ASSERT_EQ(c.requests.size(), 2u) << "split at " << split;
+    EXPECT_EQ(c.requests[0].target, "/a");
+    EXPECT_EQ(c.requests[1].method, "HEAD");
+    EXPECT_EQ(c.requests[1].target, "/b");
+  }
+}
+
+TEST(Http1Parser, PauseReportsWhereToResume) {
+  const std::string bytes = "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n";
+  Collector c;
+  c.pause_after = 1;
+  Http1Parser p(small_limits(), Collector::on_request, &c);
+  auto r = p.feed(bytes.data(), bytes.size());
+  ASSERT_EQ(r.status, Http1Parser::Status::paused);
+  EXPECT_EQ(r.consumed, bytes.size() / 3);
+  c.pause_after = SIZE_MAX;
+  r = p.feed(bytes.data() + r.consumed, bytes.size() - r.consumed);
+  ASSERT_EQ(r.status, Http1Parser::Status::ok);
+  ASSERT_EQ(c.requests.size(), 3u);
+  EXPECT_EQ(c.requests[2].target, "/3");
+}
+
+TEST(Http1Parser, Http10ClosesAndConnectionCloseIsHonoured) {
+  Collector c;
+  Http1Parser p(small_limits(), Collector::on_request, &c);
+  std::string a = "GET / HTTP/1.0\r\n\r\n";
+  p.feed(a.data(), a.size());
+  Http1Parser q(small_limits(), Collector::on_request, &c);
+  std::string b = "GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
+  q.feed(b.data(), b.size());
+  ASSERT_EQ(c.requests.size(), 2u);
+  EXPECT_FALSE(c.requests[0].keep_alive);
+  EXPECT_FALSE(c.requests[1].keep_alive);
+}
+
+struct ErrorCase {
+  const char* name;
+  std::string bytes;
+  int status;
+};
+
+class Http1Errors : public ::testing::TestWithParam<ErrorCase> {};
+
+TEST_P(Http1Errors, AnswerStatus) {
+  Collector c;
+  Http1Parser p(small_limits(), Collector::on_request, &c);
+  auto r = p.feed(GetParam().bytes.data(), GetParam().bytes.size());
+  EXPECT_EQ(r.status, Http1Parser::Status::error);
+  EXPECT_EQ(r.http_status, GetParam().status);
+  EXPECT_NE(r.reason, nullptr);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, Http1Errors,
+    ::testing::Values(
+        ErrorCase{"malformed_request_line", "GET/ HTTP/1.1\r\n\r\n", 400},
+        ErrorCase{"bad_method", "BLAH / HTTP/1.1\r\n\r\n", 400},
+        ErrorCase{"binary", std::string("\x00\x01\x02\x03", 4), 400},
+        ErrorCase{"bad_version", "GET / HTTP/9.9\r\n\r\n", 400},
+        ErrorCase{"long_url", "GET /" + std::string(300, 'a') + " HTTP/1.1\r\n\r\n", 431},
+        ErrorCase{"long_header", "GET / HTTP/1.1\r\nX: " + std::string(300, 'v') + "\r\n\r\n", 431},
+        ErrorCase{"too_many_headers", "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n", 431},
+        ErrorCase{"large_body", "POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n" + std::string(17, 'b'), 413},
+        ErrorCase{"upgrade", "GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n", 0}),
+    [](const auto& param_info) { return std::string(param_info.param.name); });
+
+TEST(Http1Parser, HeaderLimitCountsBytesAcrossSplitCallbacks) {
+  // The same oversize header fed in small pieces still hits the limit.
+  std::string bytes = "GET / HTTP/1.1\r\nX: " + std::string(300, 'v') + "\r\n\r\n";
+  Collector c;
+  Http1Parser p(small_limits(), Collector::on_request, &c);
+  Http1Parser::Status last = Http1Parser::Status::ok;
+  for (size_t i = 0; i < bytes.size() && last == Http1Parser::Status::ok; i += 7)
+    last = p.feed(bytes.data() + i, std::min<size_t>(7, bytes.size() - i)).status;
+  EXPECT_EQ(last, Http1Parser::Status::error);
+  EXPECT_TRUE(c.requests.empty());
+}
+
+}  // namespace
+}  // namespace sidemux::parsers
