@@ -11,72 +11,59 @@
 namespace sidemux {
 
 namespace {
-ClientConnection* self(uv_handle_t* h) { return static_cast<ClientConnection*>(h->data); }
-
 uint64_t ms(conf::Duration d) { return static_cast<uint64_t>(d.count()); }
 }  // namespace
 
-ClientConnection::ClientConnection(Worker& worker, Listener& listener) : worker_(worker), listener_(listener) {
-  uv_tcp_init(worker.loop(), &tcp_);
+ClientConnection::ClientConnection(Worker& worker, Listener& listener)
+    : worker_(worker),
+      listener_(listener),
+      transport_(worker, *this, worker.downstream_bytes_in(), worker.downstream_bytes_out()) {
   uv_timer_init(worker.loop(), &timer_);
-  tcp_.data = this;
   timer_.data = this;
-  write_req_.data = this;
-  handles_open_ = 2;
   worker.shared().connections.fetch_add(1, std::memory_order_relaxed);
 }
 
 ClientConnection::~ClientConnection() {
+  // The session goes first: its streams may still refer to this connection.
+  session_.reset();
   worker_.shared().connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void ClientConnection::start() {
   int len = sizeof peer_;
-  uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&peer_), &len);
-  uv_tcp_nodelay(&tcp_, 1);
+  uv_tcp_getpeername(transport_.tcp(), reinterpret_cast<sockaddr*>(&peer_), &len);
+  uv_tcp_nodelay(transport_.tcp(), 1);
   last_activity_ = uv_now(worker_.loop());
+  arm_timer(ms(worker_.config()->limits.classify_timeout));
+  transport_.resume_reading();
+}
+
+void ClientConnection::arm_timer(uint64_t timeout) {
   uv_timer_start(
-      &timer_, [](uv_timer_t* t) { self(reinterpret_cast<uv_handle_t*>(t))->on_timer(); },
-      ms(worker_.config()->limits.classify_timeout), 0);
-  resume_reading();
+      &timer_, [](uv_timer_t* t) { static_cast<ClientConnection*>(t->data)->on_timer(); }, timeout, 0);
 }
 
-void ClientConnection::reject() { close(); }
-
-void ClientConnection::resume_reading() {
-  if (reading_ || closing_) return;
-  reading_ = true;
-  uv_read_start(
-      stream(),
-      [](uv_handle_t* h, size_t, uv_buf_t* buf) { *buf = self(h)->worker_.read_buffer(); },
-      [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-        self(reinterpret_cast<uv_handle_t*>(s))->on_read(nread, buf);
-      });
-}
-
-void ClientConnection::pause_reading() {
-  if (!reading_) return;
-  reading_ = false;
-  uv_read_stop(stream());
-}
-
-void ClientConnection::on_read(ssize_t nread, const uv_buf_t* buf) {
-  if (nread == 0) return;
-  if (nread < 0) {
-    // EOF or error: answers already produced still go out (a client may
-    // half-close after pipelining), then the connection ends.
-    pause_reading();
-    close_after_flush();
-    return;
-  }
+void ClientConnection::on_transport_read(const char* data, size_t len) {
   last_activity_ = uv_now(worker_.loop());
-  worker_.downstream_bytes_in().inc(static_cast<uint64_t>(nread));
   if (session_) {
-    session_->on_read(buf->base, static_cast<size_t>(nread));
+    session_->on_read(data, len);
   } else {
-    classify(buf->base, static_cast<size_t>(nread));
+    classify(data, len);
   }
-  schedule();
+}
+
+void ClientConnection::on_transport_error(int status) {
+  // On EOF, answers already produced still go out (a client may half-close
+  // after pipelining); on an error there is no one left to read them.
+  if (status == UV_EOF) {
+    transport_.close_after_flush();
+  } else {
+    close();
+  }
+}
+
+void ClientConnection::on_transport_produce() {
+  if (session_) session_->produce();
 }
 
 void ClientConnection::classify(const char* data, size_t len) {
@@ -95,7 +82,6 @@ void ClientConnection::classify(const char* data, size_t len) {
     return;
   }
   start_session(protocol);
-  if (closing_) return;
   session_->on_read(sniff_.data(), sniff_len_);
   if (take < len && !closing_) session_->on_read(data + take, len - take);
 }
@@ -110,14 +96,8 @@ void ClientConnection::start_session(parsers::Protocol protocol) {
   } else {
     session_ = std::make_unique<Http1Session>(*this);
   }
-  arm_idle_timer();
+  arm_timer(ms(worker_.config()->limits.idle_timeout));
   if (worker_.draining()) session_->shutdown(false);
-}
-
-void ClientConnection::arm_idle_timer() {
-  uv_timer_start(
-      &timer_, [](uv_timer_t* t) { self(reinterpret_cast<uv_handle_t*>(t))->on_timer(); },
-      ms(worker_.config()->limits.idle_timeout), 0);
 }
 
 void ClientConnection::on_timer() {
@@ -131,66 +111,11 @@ void ClientConnection::on_timer() {
   // the whole period and re-arms for the remainder if not.
   uint64_t idle_ms = ms(worker_.config()->limits.idle_timeout);
   uint64_t since = uv_now(worker_.loop()) - last_activity_;
-  if (session_->idle() && !writing_ && out_.empty() && since >= idle_ms) {
+  if (session_->idle() && !transport_.write_pending() && since >= idle_ms) {
     close();
     return;
   }
-  uint64_t next = since < idle_ms ? idle_ms - since : idle_ms;
-  uv_timer_start(
-      &timer_, [](uv_timer_t* t) { self(reinterpret_cast<uv_handle_t*>(t))->on_timer(); }, next, 0);
-}
-
-void ClientConnection::write(std::string_view bytes) {
-  if (closing_) return;
-  out_.append(bytes);
-  schedule();
-}
-
-void ClientConnection::schedule() {
-  if (!closing_) worker_.schedule(this);
-}
-
-void ClientConnection::produce_and_flush() {
-  if (closing_) return;
-  if (session_ && !write_buffer_full()) session_->produce();
-  flush();
-}
-
-void ClientConnection::flush() {
-  if (writing_ || closing_) return;
-  if (out_.empty()) {
-    if (close_after_flush_) close();
-    return;
-  }
-  std::swap(out_, inflight_);
-  out_.clear();
-  writing_ = true;
-  last_activity_ = uv_now(worker_.loop());
-  worker_.downstream_bytes_out().inc(inflight_.size());
-  uv_buf_t buf = uv_buf_init(inflight_.data(), static_cast<unsigned>(inflight_.size()));
-  int rc = uv_write(&write_req_, stream(), &buf, 1, [](uv_write_t* req, int status) {
-    static_cast<ClientConnection*>(req->data)->on_write_done(status);
-  });
-  if (rc != 0) {
-    writing_ = false;
-    close();
-  }
-}
-
-void ClientConnection::on_write_done(int status) {
-  writing_ = false;
-  inflight_.clear();
-  if (status != 0 || closing_) {
-    close();
-    return;
-  }
-  // The buffer drained: let the session produce more (it may have paused).
-  schedule();
-}
-
-void ClientConnection::close_after_flush() {
-  close_after_flush_ = true;
-  schedule();
+  arm_timer(since < idle_ms ? idle_ms - since : idle_ms);
 }
 
 void ClientConnection::shutdown(bool final) {
@@ -199,17 +124,22 @@ void ClientConnection::shutdown(bool final) {
     return;
   }
   session_->shutdown(final);
-  schedule();
+  transport_.schedule();
 }
 
 void ClientConnection::close() {
   if (closing_) return;
   closing_ = true;
-  worker_.unschedule(this);
   if (counted_active_) listener_.active(protocol_).dec();
-  auto closed = [](uv_handle_t* h) { self(h)->on_handle_closed(); };
-  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), closed);
-  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), closed);
+  transport_.close();
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_),
+           [](uv_handle_t* h) { static_cast<ClientConnection*>(h->data)->on_handle_closed(); });
+}
+
+void ClientConnection::on_transport_closed() {
+  // A transport that closed itself (write error) takes the connection along.
+  close();
+  on_handle_closed();
 }
 
 void ClientConnection::on_handle_closed() {

@@ -38,7 +38,7 @@ void Http1Session::parse(const char* data, size_t len) {
       if (closing_) return;  // the request asked to close: the rest is dropped
       paused_ = true;
       stash_.assign(data + r.consumed, len - r.consumed);
-      conn_.pause_reading();
+      conn_.transport().pause_reading();
       break;
     case parsers::Http1Parser::Status::error:
       fail(r.http_status, r.reason);
@@ -47,13 +47,13 @@ void Http1Session::parse(const char* data, size_t len) {
 }
 
 void Http1Session::produce() {
-  if (!paused_ || closing_ || conn_.write_buffer_full()) return;
+  if (!paused_ || closing_ || conn_.transport().write_buffer_full()) return;
   paused_ = false;
   // parse() may pause again and refill stash_, so parse from a moved copy.
   std::string pending = std::move(stash_);
   stash_.clear();
   parse(pending.data(), pending.size());
-  if (!paused_ && !closing_) conn_.resume_reading();
+  if (!paused_ && !closing_) conn_.transport().resume_reading();
 }
 
 bool Http1Session::on_request_cb(void* user, const parsers::Http1Request& req) {
@@ -68,11 +68,11 @@ bool Http1Session::on_request(const parsers::Http1Request& req) {
   write_response(resp.status, &resp, req.method == "HEAD", close);
   if (close) {
     closing_ = true;
-    conn_.pause_reading();
-    conn_.close_after_flush();
+    conn_.transport().pause_reading();
+    conn_.transport().close_after_flush();
     return false;
   }
-  return !conn_.write_buffer_full();
+  return !conn_.transport().write_buffer_full();
 }
 
 void Http1Session::write_response(int status, const LocalResponse* resp, bool head, bool close) {
@@ -92,27 +92,27 @@ void Http1Session::write_response(int status, const LocalResponse* resp, bool he
   }
   if (close) head_ += "\r\nConnection: close";
   head_ += "\r\n\r\n";
-  conn_.write(head_);
-  if (!head) conn_.write(body);
+  conn_.transport().write(head_);
+  if (!head) conn_.transport().write(body);
 }
 
 void Http1Session::fail(int status, const char* reason) {
   closing_ = true;
-  conn_.pause_reading();
+  conn_.transport().pause_reading();
   if (status != 0) {
     conn_.listener().count_rejected("bad_request");
     LocalResponse resp{status, "text/plain; charset=utf-8", std::string(reason) + "\n"};
     write_response(status, &resp, false, true);
   }
-  conn_.close_after_flush();
+  conn_.transport().close_after_flush();
 }
 
 void Http1Session::shutdown(bool) {
   draining_ = true;
   if (idle()) {
     closing_ = true;
-    conn_.pause_reading();
-    conn_.close_after_flush();
+    conn_.transport().pause_reading();
+    conn_.transport().close_after_flush();
   }
 }
 

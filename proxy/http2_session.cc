@@ -96,22 +96,22 @@ void Http2Session::fail(const char* what, int code) {
   conn_.worker().log().debug(what, {{"error", nghttp2_strerror(code)}});
   // A GOAWAY tells the client why; then the connection ends.
   nghttp2_session_terminate_session(session_, NGHTTP2_PROTOCOL_ERROR);
-  conn_.pause_reading();
-  conn_.close_after_flush();
+  conn_.transport().pause_reading();
+  conn_.transport().close_after_flush();
 }
 
 void Http2Session::produce() {
-  while (!conn_.write_buffer_full()) {
+  while (!conn_.transport().write_buffer_full()) {
     const uint8_t* data;
     ssize_t n = nghttp2_session_mem_send(session_, &data);
     if (n < 0) {
-      conn_.close();
+      conn_.transport().close();
       return;
     }
     if (n == 0) break;
-    conn_.write({reinterpret_cast<const char*>(data), static_cast<size_t>(n)});
+    conn_.transport().write({reinterpret_cast<const char*>(data), static_cast<size_t>(n)});
   }
-  if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) conn_.close_after_flush();
+  if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) conn_.transport().close_after_flush();
 }
 
 void Http2Session::shutdown(bool final) {
@@ -211,7 +211,7 @@ void Http2Session::respond_local(Stream& stream) {
   provider.source.ptr = &stream;
   provider.read_callback = read_body;
   nghttp2_submit_response(session_, stream.id, nva.data(), nvlen, head ? nullptr : &provider);
-  conn_.schedule();
+  conn_.transport().schedule();
 }
 
 void Http2Session::respond_unavailable(Stream& stream, std::string_view why) {
@@ -219,7 +219,7 @@ void Http2Session::respond_unavailable(Stream& stream, std::string_view why) {
   std::array<nghttp2_nv, 4> nva = {header(":status", "200"), header("content-type", parsers::grpc::kContentType),
                                    header("grpc-status", "14"), header("grpc-message", message)};
   nghttp2_submit_response(session_, stream.id, nva.data(), nva.size(), nullptr);
-  conn_.schedule();
+  conn_.transport().schedule();
 }
 
 }  // namespace sidemux

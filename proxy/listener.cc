@@ -114,7 +114,7 @@ void Listener::on_connection(int status) {
   // The count includes this connection (the constructor added it).
   if (worker_.shared().connections.load(std::memory_order_relaxed) > worker_.config()->limits.max_connections) {
     count_rejected("limit");
-    c->reject();
+    c->close();
     return;
   }
   c->start();

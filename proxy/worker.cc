@@ -7,6 +7,7 @@
 #include "proxy/client_connection.h"
 #include "proxy/listener.h"
 #include "proxy/metric_names.h"
+#include "proxy/transport.h"
 
 namespace sidemux {
 
@@ -110,7 +111,6 @@ void Worker::adopt(std::unique_ptr<ClientConnection> conn) {
 }
 
 void Worker::release(ClientConnection* conn) {
-  unschedule(conn);
   // Swap-with-last keeps removal O(1) with thousands of connections.
   size_t slot = conn->slot;
   std::swap(connections_[slot], connections_.back());
@@ -119,17 +119,17 @@ void Worker::release(ClientConnection* conn) {
   finish_drain_if_empty();
 }
 
-void Worker::schedule(ClientConnection* conn) {
-  if (conn->scheduled) return;
-  conn->scheduled = true;
-  scheduled_.push_back(conn);
+void Worker::schedule(Transport* t) {
+  if (t->scheduled) return;
+  t->scheduled = true;
+  scheduled_.push_back(t);
 }
 
-void Worker::unschedule(ClientConnection* conn) {
-  if (!conn->scheduled) return;
-  conn->scheduled = false;
-  std::erase(scheduled_, conn);
-  std::erase(producing_, conn);
+void Worker::unschedule(Transport* t) {
+  if (!t->scheduled) return;
+  t->scheduled = false;
+  std::erase(scheduled_, t);
+  std::erase(producing_, t);
 }
 
 void Worker::on_prepare() {
@@ -139,9 +139,9 @@ void Worker::on_prepare() {
     producing_.swap(scheduled_);
     // Index loop: unschedule() may erase from producing_ while we iterate.
     for (size_t i = 0; i < producing_.size(); ++i) {
-      ClientConnection* c = producing_[i];
-      c->scheduled = false;
-      c->produce_and_flush();
+      Transport* t = producing_[i];
+      t->scheduled = false;
+      t->produce_and_flush();
     }
     producing_.clear();
   }

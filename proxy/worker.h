@@ -23,6 +23,7 @@ namespace sidemux {
 
 class ClientConnection;
 class Listener;
+class Transport;
 
 // What all workers share: immutable after start, or atomic.
 struct SharedState {
@@ -74,9 +75,9 @@ class Worker {
 
   void adopt(std::unique_ptr<ClientConnection> conn);
   void release(ClientConnection* conn);  // from the connection's last close callback
-  // The connection wants produce() and a write on this loop turn.
-  void schedule(ClientConnection* conn);
-  void unschedule(ClientConnection* conn);
+  // The transport wants produce() and a write on this loop turn.
+  void schedule(Transport* t);
+  void unschedule(Transport* t);
 
  private:
   static constexpr size_t kReadBufferSize = 64 * 1024;
@@ -112,8 +113,8 @@ class Worker {
   std::unique_ptr<char[]> read_buf_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<ClientConnection>> connections_;
-  std::vector<ClientConnection*> scheduled_;
-  std::vector<ClientConnection*> producing_;  // swapped with scheduled_ while flushing
+  std::vector<Transport*> scheduled_;
+  std::vector<Transport*> producing_;  // swapped with scheduled_ while flushing
 
   bool draining_ = false;
   bool final_goaway_sent_ = false;

@@ -47,8 +47,13 @@ def test_signal_with_idle_keepalive_connection(sidemux_factory, sig):
     assert _refused(sm.port), "still accepting after exit"
 
 
-def test_sigterm_in_flight_pipelined_requests_finish(sidemux_factory):
-    """Requests already received are answered before the connection closes."""
+def test_sigterm_with_pipelined_requests_ends_cleanly(sidemux_factory):
+    """SIGTERM while a connection has many pipelined requests: every response that was
+    started is complete, the connection is closed, and the process exits 0.
+
+    Requests still unread in the socket buffer when the signal lands are not in flight;
+    the server may close without reading them (RFC 9112 9.6), so how many get answered,
+    and whether the last one carries Connection: close, is a race and not asserted here."""
     sm = sidemux_factory(drain_config())
     n = 2000
     with connect(sm.port, timeout=30) as s:
@@ -58,21 +63,16 @@ def test_sigterm_in_flight_pipelined_requests_finish(sidemux_factory):
         assert first.status == 200
         os.kill(sm.pid, signal.SIGTERM)
         answered = 1
-        last = first
         for _ in range(n - 1):
             try:
-                last = reader.read_response()
+                resp = reader.read_response()
             except (ConnectionClosed, TimeoutError):
                 break
-            assert last.status == 200, last
+            assert resp.status == 200, resp
             answered += 1
-        # whatever the server chose to answer, it ended the connection after a complete response
         data, closed = read_until_close(s, timeout=DRAIN + 5)
-        assert closed is not None
-        assert not reader.buf, f"partial response left: {bytes(reader.buf[:100])!r}"
-        if answered < n:
-            assert (last.header("connection") or "").lower() == "close", \
-                f"closed after {answered} of {n} responses without Connection: close on the last one"
+        assert closed is not None, f"connection still open after SIGTERM ({answered} of {n} answered)"
+        assert not reader.buf and data == b"", f"partial response left: {bytes(reader.buf[:100]) + data[:100]!r}"
     assert sm.wait_exit(timeout=DRAIN + 5) == 0
 
 

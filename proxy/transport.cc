@@ -1,0 +1,109 @@
+#include "proxy/transport.h"
+
+#include "proxy/worker.h"
+
+namespace sidemux {
+
+namespace {
+Transport* self(uv_handle_t* h) { return static_cast<Transport*>(h->data); }
+}  // namespace
+
+Transport::Transport(Worker& worker, Owner& owner, metrics::Counter& bytes_in, metrics::Counter& bytes_out)
+    : worker_(worker), owner_(owner), bytes_in_(bytes_in), bytes_out_(bytes_out) {
+  uv_tcp_init(worker.loop(), &tcp_);
+  tcp_.data = this;
+  write_req_.data = this;
+}
+
+void Transport::resume_reading() {
+  if (reading_ || closing_) return;
+  reading_ = true;
+  uv_read_start(
+      stream(), [](uv_handle_t* h, size_t, uv_buf_t* buf) { *buf = self(h)->worker_.read_buffer(); },
+      [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+        self(reinterpret_cast<uv_handle_t*>(s))->on_read(nread, buf);
+      });
+}
+
+void Transport::pause_reading() {
+  if (!reading_) return;
+  reading_ = false;
+  uv_read_stop(stream());
+}
+
+void Transport::on_read(ssize_t nread, const uv_buf_t* buf) {
+  if (nread == 0) return;
+  if (nread < 0) {
+    pause_reading();
+    owner_.on_transport_error(static_cast<int>(nread));
+    return;
+  }
+  bytes_in_.inc(static_cast<uint64_t>(nread));
+  owner_.on_transport_read(buf->base, static_cast<size_t>(nread));
+  schedule();
+}
+
+void Transport::write(std::string_view bytes) {
+  if (closing_) return;
+  out_.append(bytes);
+  // Inside produce_and_flush() the flush follows anyway.
+  if (!producing_) schedule();
+}
+
+void Transport::schedule() {
+  if (!closing_) worker_.schedule(this);
+}
+
+void Transport::produce_and_flush() {
+  if (closing_) return;
+  producing_ = true;
+  if (!write_buffer_full()) owner_.on_transport_produce();
+  producing_ = false;
+  flush();
+}
+
+void Transport::flush() {
+  if (writing_ || closing_) return;
+  if (out_.empty()) {
+    if (close_after_flush_) close();
+    return;
+  }
+  std::swap(out_, inflight_);
+  out_.clear();
+  writing_ = true;
+  bytes_out_.inc(inflight_.size());
+  uv_buf_t buf = uv_buf_init(inflight_.data(), static_cast<unsigned>(inflight_.size()));
+  int rc = uv_write(&write_req_, stream(), &buf, 1, [](uv_write_t* req, int status) {
+    static_cast<Transport*>(req->data)->on_write_done(status);
+  });
+  if (rc != 0) {
+    writing_ = false;
+    owner_.on_transport_error(rc);
+  }
+}
+
+void Transport::on_write_done(int status) {
+  writing_ = false;
+  inflight_.clear();
+  if (closing_) return;
+  if (status != 0) {
+    owner_.on_transport_error(status);
+    return;
+  }
+  // The buffer drained: let the owner produce more (it may have paused).
+  schedule();
+}
+
+void Transport::close_after_flush() {
+  close_after_flush_ = true;
+  schedule();
+}
+
+void Transport::close() {
+  if (closing_) return;
+  closing_ = true;
+  worker_.unschedule(this);
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), [](uv_handle_t* h) { self(h)->owner_.on_transport_closed(); });
+}
+
+}  // namespace sidemux

@@ -1,0 +1,82 @@
+// A TCP socket on a worker's loop with batched, bounded writes. Client
+// connections and member connections both sit on one.
+//
+// Writes are appended to a buffer and go out in one uv_write per loop turn
+// (the worker's prepare phase calls produce_and_flush() for every transport
+// scheduled since the last turn). Past the high-water mark the owner stops
+// producing until the buffer drained: that is where backpressure starts.
+#pragma once
+
+#include <uv.h>
+
+#include <string>
+#include <string_view>
+
+#include "proxy/metrics.h"
+
+namespace sidemux {
+
+class Worker;
+
+class Transport {
+ public:
+  class Owner {
+   public:
+    virtual void on_transport_read(const char* data, size_t len) = 0;
+    // EOF or a read/write error; the transport stops reading.
+    virtual void on_transport_error(int uv_status) = 0;
+    // Produce output now (the buffer has room).
+    virtual void on_transport_produce() = 0;
+    // The socket handle is closed; the owner may be freed from here on.
+    virtual void on_transport_closed() = 0;
+    virtual ~Owner() = default;
+  };
+
+  static constexpr size_t kWriteHighWater = 64 * 1024;
+
+  // Bytes read and written are counted into `bytes_in` and `bytes_out`.
+  Transport(Worker& worker, Owner& owner, metrics::Counter& bytes_in, metrics::Counter& bytes_out);
+  Transport(const Transport&) = delete;
+  Transport& operator=(const Transport&) = delete;
+
+  uv_tcp_t* tcp() { return &tcp_; }
+  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
+  Worker& worker() { return worker_; }
+
+  void write(std::string_view bytes);
+  bool write_buffer_full() const { return out_.size() >= kWriteHighWater; }
+  bool write_pending() const { return writing_ || !out_.empty(); }
+  void schedule();  // produce_and_flush() on this loop turn
+  void pause_reading();
+  void resume_reading();
+  void close_after_flush();
+  void close();
+  bool closing() const { return closing_; }
+
+  // Called by the worker for scheduled transports.
+  void produce_and_flush();
+  bool scheduled = false;
+
+ private:
+  void on_read(ssize_t nread, const uv_buf_t* buf);
+  void on_write_done(int status);
+  void flush();
+
+  Worker& worker_;
+  Owner& owner_;
+  metrics::Counter& bytes_in_;
+  metrics::Counter& bytes_out_;
+  uv_tcp_t tcp_;
+  uv_write_t write_req_;
+  // Double buffer: the owner appends to out_ while inflight_ is being
+  // written; both keep their capacity, so steady traffic allocates nothing.
+  std::string out_;
+  std::string inflight_;
+  bool writing_ = false;
+  bool reading_ = false;
+  bool producing_ = false;
+  bool close_after_flush_ = false;
+  bool closing_ = false;
+};
+
+}  // namespace sidemux
