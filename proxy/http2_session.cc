@@ -1,38 +1,34 @@
 #include "proxy/http2_session.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <array>
 #include <cstring>
-#include <memory>
 
-#include "parsers/grpc.h"
 #include "proxy/client_connection.h"
 #include "proxy/listener.h"
 #include "proxy/local_handlers.h"
-#include "proxy/metric_names.h"
+#include "proxy/proxied_stream.h"
 #include "proxy/worker.h"
+#include "upstream/windows.h"
 
 namespace sidemux {
 
 struct Http2Session::Stream {
   int32_t id;
-  std::string method;
-  std::string path;
+  HeaderList headers;  // request headers as received, pseudo-headers first
+  std::string_view method;
+  std::string_view path;
   uint32_t header_bytes = 0;
-  std::string body;  // local response body
-  size_t body_sent = 0;
+  std::string local_body;  // a local handler's answer
+  size_t local_sent = 0;
+  std::unique_ptr<ProxiedStream> proxy;
 };
 
 namespace {
 
 Http2Session* self(void* user) { return static_cast<Http2Session*>(user); }
-
-// nghttp2 copies name and value at submit time, so views of temporaries
-// are fine here.
-nghttp2_nv header(std::string_view name, std::string_view value) {
-  return {reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-          reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
-          NGHTTP2_NV_FLAG_NONE};
-}
 
 // nghttp2's own defaults, stated so a reader sees the bounds that stop
 // Rapid Reset (CVE-2023-44487) and CONTINUATION floods (CVE-2024-28182).
@@ -47,22 +43,44 @@ struct CallbacksDeleter {
   void operator()(nghttp2_session_callbacks* c) const { nghttp2_session_callbacks_del(c); }
 };
 
+std::string format_peer(const sockaddr* sa) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  uint16_t port = 0;
+  if (sa->sa_family == AF_INET) {
+    auto* sin = reinterpret_cast<const sockaddr_in*>(sa);
+    inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
+    port = ntohs(sin->sin_port);
+    return std::string(host) + ":" + std::to_string(port);
+  }
+  if (sa->sa_family == AF_INET6) {
+    auto* sin6 = reinterpret_cast<const sockaddr_in6*>(sa);
+    inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
+    port = ntohs(sin6->sin6_port);
+  }
+  return "[" + std::string(host) + "]:" + std::to_string(port);
+}
+
 }  // namespace
 
 Http2Session::Http2Session(ClientConnection& conn)
-    : conn_(conn), max_header_list_size_(conn.worker().config()->limits.max_header_list_size) {
+    : conn_(conn),
+      max_header_list_size_(conn.worker().config()->limits.max_header_list_size),
+      peer_(format_peer(conn.peer())) {
   nghttp2_session_callbacks* cbs_raw;
   nghttp2_session_callbacks_new(&cbs_raw);
   std::unique_ptr<nghttp2_session_callbacks, CallbacksDeleter> cbs(cbs_raw);
   nghttp2_session_callbacks_set_on_begin_headers_callback(cbs_raw, on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(cbs_raw, on_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs_raw, on_frame_recv);
-  nghttp2_session_callbacks_set_on_stream_close_callback(cbs_raw, on_stream_close);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs_raw, on_data_chunk);
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs_raw, on_frame_send);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs_raw, on_stream_close);
 
   nghttp2_option* opt_raw;
   nghttp2_option_new(&opt_raw);
   std::unique_ptr<nghttp2_option, OptionDeleter> opt(opt_raw);
+  // Windows reopen only as members take the bytes (consume()): backpressure.
+  nghttp2_option_set_no_auto_window_update(opt_raw, 1);
   // Closed streams are kept only for the priority tree, which gRPC never uses.
   nghttp2_option_set_no_closed_streams(opt_raw, 1);
   nghttp2_option_set_stream_reset_rate_limit(opt_raw, kResetBurst, kResetRatePerSecond);
@@ -71,17 +89,29 @@ Http2Session::Http2Session(ClientConnection& conn)
   nghttp2_session_server_new2(&session_, cbs_raw, this, opt_raw);
 
   const auto& limits = conn.worker().config()->limits;
-  std::array<nghttp2_settings_entry, 3> settings = {{
+  std::array<nghttp2_settings_entry, 4> settings = {{
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, limits.max_header_list_size},
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
   }};
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings.data(), settings.size());
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
 }
 
 Http2Session::~Http2Session() {
-  // Streams still open die with the session; their user data is freed here.
+  // Streams still open end with the connection: their member streams are
+  // cancelled by ~ProxiedStream before the nghttp2 session goes.
+  conn_.worker().streams_active().dec(static_cast<int64_t>(streams_.size()));
+  streams_.clear();
   nghttp2_session_del(session_);
+}
+
+Worker& Http2Session::worker() { return conn_.worker(); }
+
+Http2Session::Stream* Http2Session::find(int32_t id) {
+  auto it = streams_.find(id);
+  return it == streams_.end() ? nullptr : it->second.get();
 }
 
 void Http2Session::on_read(const char* data, size_t len) {
@@ -101,17 +131,18 @@ void Http2Session::fail(const char* what, int code) {
 }
 
 void Http2Session::produce() {
-  while (!conn_.transport().write_buffer_full()) {
+  Transport& t = conn_.transport();
+  while (!t.write_buffer_full()) {
     const uint8_t* data;
     ssize_t n = nghttp2_session_mem_send(session_, &data);
     if (n < 0) {
-      conn_.transport().close();
+      conn_.close();
       return;
     }
     if (n == 0) break;
-    conn_.transport().write({reinterpret_cast<const char*>(data), static_cast<size_t>(n)});
+    t.write({reinterpret_cast<const char*>(data), static_cast<size_t>(n)});
   }
-  if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) conn_.transport().close_after_flush();
+  if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) t.close_after_flush();
 }
 
 void Http2Session::shutdown(bool final) {
@@ -125,34 +156,87 @@ void Http2Session::shutdown(bool final) {
   }
 }
 
-int Http2Session::on_begin_headers(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
+void Http2Session::submit_response(int32_t id, const HeaderList& fields, bool has_body) {
+  auto nva = to_nv(fields);
+  nghttp2_data_provider provider{};
+  provider.read_callback = read_body;
+  nghttp2_submit_response(session_, id, nva.data(), nva.size(), has_body ? &provider : nullptr);
+  conn_.transport().schedule();
+}
+
+void Http2Session::submit_trailer(int32_t id, const HeaderList& fields) {
+  auto nva = to_nv(fields);
+  nghttp2_submit_trailer(session_, id, nva.data(), nva.size());
+  conn_.transport().schedule();
+}
+
+void Http2Session::resume_data(int32_t id) {
+  if (nghttp2_session_resume_data(session_, id) == 0) conn_.transport().schedule();
+}
+
+void Http2Session::consume(int32_t id, size_t n) {
+  nghttp2_session_consume(session_, id, n);
+  conn_.transport().schedule();
+}
+
+void Http2Session::reset(int32_t id, uint32_t error_code) {
+  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, error_code);
+  conn_.transport().schedule();
+}
+
+int Http2Session::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user) {
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   auto* s = self(user);
-  auto* stream = new Stream{frame->hd.stream_id};
-  nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, stream);
-  ++s->open_streams_;
+  auto stream = std::make_unique<Stream>();
+  stream->id = frame->hd.stream_id;
+  s->streams_.emplace(frame->hd.stream_id, std::move(stream));
   s->conn_.worker().streams_active().inc();
   return 0;
 }
 
-int Http2Session::on_header(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name,
-                            size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user) {
-  auto* stream = static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
-  if (!stream) return 0;
+int Http2Session::on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
+                            const uint8_t* value, size_t valuelen, uint8_t, void* user) {
+  auto* s = self(user);
+  Stream* stream = s->find(frame->hd.stream_id);
+  // Request trailers (rare in gRPC) are not forwarded.
+  if (!stream || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   // RFC 9113 counts 32 bytes of overhead per field for the header list size.
   stream->header_bytes += static_cast<uint32_t>(namelen + valuelen + 32);
-  if (stream->header_bytes > self(user)->max_header_list_size_) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  if (stream->header_bytes > s->max_header_list_size_) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   std::string_view n(reinterpret_cast<const char*>(name), namelen);
-  std::string_view v(reinterpret_cast<const char*>(value), valuelen);
-  if (n == ":method") stream->method = v;
-  else if (n == ":path") stream->path = v;
+  if (is_hop_by_hop(n)) return 0;
+  stream->headers.push_back({std::string(n), std::string(reinterpret_cast<const char*>(value), valuelen)});
   return 0;
 }
 
-int Http2Session::on_frame_recv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
-  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-  auto* stream = static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
-  if (stream) self(user)->on_request(*stream);
+int Http2Session::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+  if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
+  auto* s = self(user);
+  Stream* stream = s->find(frame->hd.stream_id);
+  if (!stream) return 0;
+  bool end_stream = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+  if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+    s->on_request(*stream, end_stream);
+  } else if (end_stream && stream->proxy) {
+    stream->proxy->on_request_end();
+  }
+  return 0;
+}
+
+int Http2Session::on_data_chunk(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
+                                size_t len, void* user) {
+  Stream* stream = self(user)->find(stream_id);
+  if (stream && stream->proxy) {
+    stream->proxy->on_request_data(data, len);
+  } else {
+    // Local handlers take no body, and a closed stream's bytes still count
+    // against the connection window.
+    if (stream) {
+      nghttp2_session_consume(session, stream_id, len);
+    } else {
+      nghttp2_session_consume_connection(session, len);
+    }
+  }
   return 0;
 }
 
@@ -167,59 +251,52 @@ int Http2Session::on_frame_send(nghttp2_session* session, const nghttp2_frame* f
   return 0;
 }
 
-int Http2Session::on_stream_close(nghttp2_session* session, int32_t stream_id, uint32_t, void* user) {
-  auto* stream = static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, stream_id));
-  if (!stream) return 0;
+int Http2Session::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user) {
   auto* s = self(user);
-  nghttp2_session_set_stream_user_data(session, stream_id, nullptr);
-  delete stream;
-  --s->open_streams_;
+  auto it = s->streams_.find(stream_id);
+  if (it == s->streams_.end()) return 0;
+  if (it->second->proxy) it->second->proxy->on_downstream_close(error_code);
+  s->streams_.erase(it);
   s->conn_.worker().streams_active().dec();
   return 0;
 }
 
-void Http2Session::on_request(Stream& stream) {
+void Http2Session::on_request(Stream& stream, bool end_stream) {
+  for (const auto& f : stream.headers) {
+    if (f.name == ":method") stream.method = f.value;
+    if (f.name == ":path") stream.path = f.value;
+  }
   if (is_local_path(stream.path)) {
     respond_local(stream);
     return;
   }
-  // Forwarding to members plugs in here; until then no member can take it.
-  respond_unavailable(stream, conn_.worker().cluster().health().reason);
+  stream.proxy = std::make_unique<ProxiedStream>(*this, stream.id, std::move(stream.headers), end_stream);
+  stream.method = stream.path = {};
+  stream.proxy->start();
 }
 
-ssize_t Http2Session::read_body(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* data_flags,
-                                nghttp2_data_source* source, void*) {
-  auto* stream = static_cast<Stream*>(source->ptr);
-  size_t n = std::min(length, stream->body.size() - stream->body_sent);
-  std::memcpy(buf, stream->body.data() + stream->body_sent, n);
-  stream->body_sent += n;
-  if (stream->body_sent == stream->body.size()) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+ssize_t Http2Session::read_body(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length,
+                                uint32_t* data_flags, nghttp2_data_source*, void* user) {
+  Stream* stream = self(user)->find(stream_id);
+  if (!stream) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  if (stream->proxy) return stream->proxy->read_response_body(buf, length, data_flags);
+  size_t n = std::min(length, stream->local_body.size() - stream->local_sent);
+  std::memcpy(buf, stream->local_body.data() + stream->local_sent, n);
+  stream->local_sent += n;
+  if (stream->local_sent == stream->local_body.size()) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
   return static_cast<ssize_t>(n);
 }
 
 void Http2Session::respond_local(Stream& stream) {
   LocalRequest req{stream.method, stream.path, conn_.peer()};
   LocalResponse resp = handle_local(req, conn_.worker().local_context());
-  std::string status = std::to_string(resp.status);
-  std::string length = std::to_string(resp.body.size());
-  std::array<nghttp2_nv, 4> nva = {header(":status", status), header("content-type", resp.content_type),
-                                   header("content-length", length), header("allow", kAllow)};
-  size_t nvlen = resp.method_not_allowed() ? 4 : 3;
+  HeaderList fields = {{":status", std::to_string(resp.status)},
+                       {"content-type", std::string(resp.content_type)},
+                       {"content-length", std::to_string(resp.body.size())}};
+  if (resp.method_not_allowed()) fields.push_back({"allow", std::string(kAllow)});
   bool head = stream.method == "HEAD";
-  stream.body = std::move(resp.body);
-  nghttp2_data_provider provider{};
-  provider.source.ptr = &stream;
-  provider.read_callback = read_body;
-  nghttp2_submit_response(session_, stream.id, nva.data(), nvlen, head ? nullptr : &provider);
-  conn_.transport().schedule();
-}
-
-void Http2Session::respond_unavailable(Stream& stream, std::string_view why) {
-  std::string message = parsers::grpc::percent_encode(why);
-  std::array<nghttp2_nv, 4> nva = {header(":status", "200"), header("content-type", parsers::grpc::kContentType),
-                                   header("grpc-status", "14"), header("grpc-message", message)};
-  nghttp2_submit_response(session_, stream.id, nva.data(), nva.size(), nullptr);
-  conn_.transport().schedule();
+  stream.local_body = std::move(resp.body);
+  submit_response(stream.id, fields, !head);
 }
 
 }  // namespace sidemux

@@ -1,19 +1,23 @@
 // The downstream HTTP/2 server session of one client connection (nghttp2).
 // Requests for local paths are answered by the local handlers; every other
-// request is a gRPC call for the cluster.
+// request becomes a ProxiedStream to a cluster member.
 #pragma once
 
 #include <nghttp2/nghttp2.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <unordered_map>
 
+#include "proxy/header_list.h"
 #include "proxy/session.h"
 
 namespace sidemux {
 
 class ClientConnection;
-struct LocalResponse;
+class ProxiedStream;
+class Worker;
 
 class Http2Session : public Session {
  public:
@@ -24,8 +28,17 @@ class Http2Session : public Session {
 
   void on_read(const char* data, size_t len) override;
   void produce() override;
-  bool idle() const override { return open_streams_ == 0; }
+  bool idle() const override { return streams_.empty(); }
   void shutdown(bool final) override;
+
+  // For proxied streams.
+  Worker& worker();
+  const std::string& peer_string() const { return peer_; }
+  void submit_response(int32_t id, const HeaderList& fields, bool has_body);
+  void submit_trailer(int32_t id, const HeaderList& fields);
+  void resume_data(int32_t id);
+  void consume(int32_t id, size_t n);  // request bytes passed on: reopen the window
+  void reset(int32_t id, uint32_t error_code);
 
  private:
   struct Stream;
@@ -34,20 +47,23 @@ class Http2Session : public Session {
   static int on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
                        const uint8_t* value, size_t valuelen, uint8_t flags, void* user);
   static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user);
+  static int on_data_chunk(nghttp2_session*, uint8_t flags, int32_t stream_id, const uint8_t* data, size_t len,
+                           void* user);
   static int on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user);
   static ssize_t read_body(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length,
                            uint32_t* data_flags, nghttp2_data_source* source, void* user);
 
-  void on_request(Stream& stream);
+  Stream* find(int32_t id);
+  void on_request(Stream& stream, bool end_stream);
   void respond_local(Stream& stream);
-  void respond_unavailable(Stream& stream, std::string_view why);
   void fail(const char* what, int code);
 
   ClientConnection& conn_;
   nghttp2_session* session_ = nullptr;
-  uint32_t open_streams_ = 0;
+  std::unordered_map<int32_t, std::unique_ptr<Stream>> streams_;
   uint32_t max_header_list_size_;
+  std::string peer_;
   bool failed_ = false;
 };
 

@@ -34,7 +34,7 @@ inline const Family kUpstreamConnectionsActive{
     "sidemux_upstream_connections_active", "Open HTTP/2 connections to a member.",
     Type::gauge, {"member"}};
 inline const Family kMemberUp{
-    "sidemux_member_up", "1 when the member is healthy, else 0.", Type::gauge, {"member"}};
+    "sidemux_member_up", "1 when the member is healthy, else 0.", Type::gauge, {"member"}, {}, Merge::max};
 inline const Family kMemberActiveStreams{
     "sidemux_member_active_streams", "Streams open to a member.", Type::gauge, {"member"}};
 inline const Family kConfigReloads{

@@ -23,6 +23,10 @@ namespace sidemux::metrics {
 
 enum class Type { counter, gauge, histogram };
 
+// How a scrape combines one series across workers. Sums suit counts; a
+// per-worker verdict such as "member up" is 1 when any worker says so.
+enum class Merge { sum, max };
+
 // A metric family: name, help, type and label names. Families are immutable
 // definitions, declared once in metric_names.h.
 struct Family {
@@ -31,6 +35,7 @@ struct Family {
   Type type;
   std::vector<std::string_view> label_names;
   std::vector<double> buckets = {};  // histogram upper bounds, ascending, without +Inf
+  Merge merge = Merge::sum;          // gauges only
 };
 
 class Counter {

@@ -92,9 +92,6 @@ bool Server::start(std::string& error) {
   registry_.gauge(metrics::kConfigGeneration).set(static_cast<int64_t>(config_->generation));
   registry_.counter(metrics::kConfigReloads, {"success"});
   registry_.counter(metrics::kConfigReloads, {"failure"});
-  // Health is decided once per process (the health-check work publishes it
-  // here); until a member has been checked it is not up.
-  for (const auto& m : config_->cluster.members) registry_.gauge(metrics::kMemberUp, {m.name}).set(0);
   for (unsigned i = 0; i < n; ++i)
     workers_.push_back(std::make_unique<Worker>(i, *shared_, *worker_registries_[i], config_, std::move(fds[i])));
 

@@ -28,12 +28,14 @@ Worker::Worker(unsigned index, SharedState& shared, metrics::Registry& registry,
       registry_(registry),
       config_(std::move(config)),
       fds_(std::move(fds)),
-      cluster_(std::make_unique<upstream::Cluster>(config_->cluster, registry)),
       streams_active_(registry.gauge(metrics::kStreamsActive)),
       downstream_in_(registry.counter(metrics::kBytes, {"downstream", "in"})),
       downstream_out_(registry.counter(metrics::kBytes, {"downstream", "out"})),
+      upstream_in_(registry.counter(metrics::kBytes, {"upstream", "in"})),
+      upstream_out_(registry.counter(metrics::kBytes, {"upstream", "out"})),
       read_buf_(std::make_unique<char[]>(kReadBufferSize)) {
   uv_loop_init(&loop_);
+  cluster_ = std::make_unique<upstream::Cluster>(*this, config_->cluster);
   uv_async_init(&loop_, &async_, [](uv_async_t* a) { self(reinterpret_cast<uv_handle_t*>(a))->on_async(); });
   uv_prepare_init(&loop_, &prepare_);
   uv_timer_init(&loop_, &drain_timer_);
@@ -42,6 +44,7 @@ Worker::Worker(unsigned index, SharedState& shared, metrics::Registry& registry,
 
 Worker::~Worker() {
   // The loop has ended (join) and every handle is closed.
+  cluster_.reset();
   uv_loop_close(&loop_);
   for (int fd : fds_) ::close(fd);
 }
@@ -70,7 +73,10 @@ void Worker::join() {
   started_ = false;
 }
 
-void Worker::run() { uv_run(&loop_, UV_RUN_DEFAULT); }
+void Worker::run() {
+  cluster_->start();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+}
 
 void Worker::post(std::function<void(Worker&)> fn) {
   {
@@ -179,6 +185,8 @@ void Worker::finish_drain_if_empty() {
 }
 
 void Worker::close_handles() {
+  // Member connections go last: client streams on them are gone by now.
+  cluster_->shutdown();
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);

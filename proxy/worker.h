@@ -67,6 +67,8 @@ class Worker {
   metrics::Gauge& streams_active() { return streams_active_; }
   metrics::Counter& downstream_bytes_in() { return downstream_in_; }
   metrics::Counter& downstream_bytes_out() { return downstream_out_; }
+  metrics::Counter& upstream_bytes_in() { return upstream_in_; }
+  metrics::Counter& upstream_bytes_out() { return upstream_out_; }
   LocalContext local_context() const;
 
   // The read buffer every connection of this worker reads into: reads are
@@ -99,6 +101,8 @@ class Worker {
   metrics::Gauge& streams_active_;
   metrics::Counter& downstream_in_;
   metrics::Counter& downstream_out_;
+  metrics::Counter& upstream_in_;
+  metrics::Counter& upstream_out_;
 
   uv_loop_t loop_;
   uv_async_t async_;

@@ -2,9 +2,23 @@
 
 namespace sidemux::upstream {
 
-Cluster::Cluster(const conf::Cluster& conf, metrics::Registry& registry) {
+Cluster::Cluster(Worker& worker, const conf::Cluster& conf) : balancer_(conf.balance) {
   members_.reserve(conf.members.size());
-  for (const auto& m : conf.members) members_.push_back(std::make_unique<Member>(m, registry));
+  for (const auto& m : conf.members) members_.push_back(std::make_unique<Member>(worker, m));
+}
+
+void Cluster::start() {
+  for (auto& m : members_) m->pool().start();
+}
+
+void Cluster::shutdown() {
+  for (auto& m : members_) m->pool().shutdown();
+}
+
+size_t Cluster::index_of(const Member& m) const {
+  for (size_t i = 0; i < members_.size(); ++i)
+    if (members_[i].get() == &m) return i;
+  return members_.size();
 }
 
 Cluster::Verdict Cluster::health() const {
@@ -12,7 +26,7 @@ Cluster::Verdict Cluster::health() const {
   for (size_t i = 0; i < members_.size(); ++i) {
     const Member& m = *members_[i];
     if (m.health() == Health::healthy) return {true, ""};
-    if (i > 0) reason += ", ";
+    if (i > 0) reason += "; ";
     reason += m.name();
     reason += ": ";
     reason += to_string(m.health());

@@ -1,4 +1,5 @@
-// The members of one config generation, as one worker sees them.
+// The members of one config generation, as one worker sees them, and the
+// balancer that picks one per stream.
 #pragma once
 
 #include <memory>
@@ -6,15 +7,26 @@
 #include <vector>
 
 #include "conf/config.h"
+#include "upstream/balancer.h"
 #include "upstream/member.h"
+
+namespace sidemux {
+class Worker;
+}
 
 namespace sidemux::upstream {
 
 class Cluster {
  public:
-  Cluster(const conf::Cluster& conf, metrics::Registry& registry);
+  Cluster(Worker& worker, const conf::Cluster& conf);
+
+  void start();     // open each member's warm connection
+  void shutdown();  // close every member connection
 
   const std::vector<std::unique_ptr<Member>>& members() const { return members_; }
+  size_t index_of(const Member& m) const;
+  // The member for a new stream, skipping the `tried` bitmask (by index).
+  Member* pick(uint64_t tried) { return balancer_.pick(members_, tried); }
 
   // At least one member healthy, else a reason naming each member's state
   // (the text /health, /readyz and UNAVAILABLE answers carry).
@@ -26,6 +38,7 @@ class Cluster {
 
  private:
   std::vector<std::unique_ptr<Member>> members_;
+  Balancer balancer_;
 };
 
 }  // namespace sidemux::upstream

@@ -1,6 +1,7 @@
 #include "upstream/member.h"
 
 #include "proxy/metric_names.h"
+#include "proxy/worker.h"
 
 namespace sidemux::upstream {
 
@@ -13,12 +14,24 @@ const char* to_string(Health h) {
   return "?";
 }
 
-Member::Member(const conf::Member& conf, metrics::Registry& registry)
-    : conf_(conf), active_streams_(registry.gauge(metrics::kMemberActiveStreams, {conf.name})) {}
+Member::Member(Worker& worker, const conf::Member& conf)
+    : worker_(worker),
+      conf_(conf),
+      registry_(worker.metrics()),
+      up_(registry_.gauge(metrics::kMemberUp, {conf.name})),
+      active_streams_(registry_.gauge(metrics::kMemberActiveStreams, {conf.name})),
+      connections_(registry_.gauge(metrics::kUpstreamConnectionsActive, {conf.name})),
+      pool_(worker, *this) {}
 
 void Member::set_health(Health h, std::string reason) {
+  if (h != health_ && worker_.index() == 0) {
+    // One line per transition from the first worker; the others see the same.
+    worker_.log().log(h == Health::healthy ? conf::LogLevel::info : conf::LogLevel::warn, "member health changed",
+                      {{"member", conf_.name}, {"health", to_string(h)}, {"reason", reason}});
+  }
   health_ = h;
   health_reason_ = std::move(reason);
+  up_.set(h == Health::healthy ? 1 : 0);
 }
 
 }  // namespace sidemux::upstream

@@ -1,13 +1,19 @@
-// One cluster member as this worker sees it: address, health and stream
-// counts. The forwarding and health-check work fill the state in; until a
-// check has run the member's health is unknown. sidemux_member_up is not
-// kept here: it is one figure per process, not a sum over workers.
+// One cluster member as this worker sees it: address, health, its pool of
+// connections and its stream counts. Health is passive for now: a member is
+// healthy once a connection to it is up, unhealthy when connecting fails,
+// unknown before the first attempt.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "conf/config.h"
 #include "proxy/metrics.h"
+#include "upstream/pool.h"
+
+namespace sidemux {
+class Worker;
+}
 
 namespace sidemux::upstream {
 
@@ -16,7 +22,7 @@ const char* to_string(Health h);
 
 class Member {
  public:
-  Member(const conf::Member& conf, metrics::Registry& registry);
+  Member(Worker& worker, const conf::Member& conf);
   Member(const Member&) = delete;
   Member& operator=(const Member&) = delete;
 
@@ -24,15 +30,27 @@ class Member {
   const conf::HostPort& address() const { return conf_.address; }
   Health health() const { return health_; }
   const std::string& health_reason() const { return health_reason_; }
-  int64_t active_streams() const { return active_streams_.value(); }
-
   void set_health(Health h, std::string reason);
 
+  Pool& pool() { return pool_; }
+  int64_t active_streams() const { return active_streams_.value(); }
+  void stream_started() { active_streams_.inc(); }
+  void stream_ended() { active_streams_.dec(); }
+  metrics::Gauge& connections_gauge() { return connections_; }
+
+  // Per-member series, looked up once.
+  metrics::Registry& registry() { return registry_; }
+
  private:
+  Worker& worker_;
   conf::Member conf_;
+  metrics::Registry& registry_;
   Health health_ = Health::unknown;
   std::string health_reason_ = "not checked yet";
+  metrics::Gauge& up_;  // merged across workers by max
   metrics::Gauge& active_streams_;
+  metrics::Gauge& connections_;
+  Pool pool_;
 };
 
 }  // namespace sidemux::upstream

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 
 #include "proxy/metric_names.h"
+#include "proxy/worker.h"
 
 namespace sidemux {
 namespace {
@@ -18,27 +19,38 @@ sockaddr_in ipv4(const char* addr) {
 
 class LocalHandlers : public ::testing::Test {
  protected:
-  LocalHandlers() {
+  static std::shared_ptr<const conf::Config> load() {
     auto loaded = conf::load_string(
         "listeners: [{name: client, address: '127.0.0.1:0'}]\n"
         "cluster: {members: [{name: m1, address: '127.0.0.1:1'}, {name: m2, address: '127.0.0.1:2'}]}\n",
         "test.yaml");
     EXPECT_TRUE(loaded) << loaded.error;
-    config = loaded.config;
-    cluster = std::make_unique<upstream::Cluster>(config->cluster, registry);
-    registries.push_back(&registry);
+    return loaded.config;
   }
+
+  // A real worker whose loop never starts: no listeners, no member
+  // connections, just the state the handlers read.
+  LocalHandlers() : config(load()), worker(0, shared, registry, config, {}) {
+    shared.registries.push_back(&registry);
+  }
+  ~LocalHandlers() override {
+    // Close the worker's handles the way a drain does.
+    worker.drain([] {});
+    uv_run(worker.loop(), UV_RUN_DEFAULT);
+  }
+
+  upstream::Cluster& cluster() { return worker.cluster(); }
 
   LocalResponse get(std::string_view target, const char* from = "127.0.0.1", std::string_view method = "GET") {
     sockaddr_in peer = ipv4(from);
-    LocalContext ctx{*config, *cluster, registries, registry, std::chrono::steady_clock::now(), true, 1};
-    return handle_local({method, target, reinterpret_cast<sockaddr*>(&peer)}, ctx);
+    return handle_local({method, target, reinterpret_cast<sockaddr*>(&peer)}, worker.local_context());
   }
 
+  Logger log{-1};
+  SharedState shared{log};
   metrics::Registry registry;
   std::shared_ptr<const conf::Config> config;
-  std::unique_ptr<upstream::Cluster> cluster;
-  std::vector<const metrics::Registry*> registries;
+  Worker worker;
 };
 
 TEST_F(LocalHandlers, HealthIsUnavailableUntilAMemberIsHealthy) {
@@ -46,11 +58,11 @@ TEST_F(LocalHandlers, HealthIsUnavailableUntilAMemberIsHealthy) {
   EXPECT_EQ(r.status, 503);
   EXPECT_EQ(r.content_type, "application/json");
   EXPECT_EQ(r.body,
-            "{\"health\":\"false\",\"reason\":\"no healthy member (m1: unknown, not checked yet, "
+            "{\"health\":\"false\",\"reason\":\"no healthy member (m1: unknown, not checked yet; "
             "m2: unknown, not checked yet)\"}");
   EXPECT_EQ(get("/readyz").status, 503);
 
-  cluster->members()[1]->set_health(upstream::Health::healthy, "");
+  cluster().members()[1]->set_health(upstream::Health::healthy, "");
   r = get("/health");
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body, "{\"health\":\"true\",\"reason\":\"\"}");

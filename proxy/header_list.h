@@ -1,0 +1,28 @@
+// Header fields as they cross the proxy, and their nghttp2 form.
+#pragma once
+
+#include <nghttp2/nghttp2.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sidemux {
+
+struct HeaderField {
+  std::string name;
+  std::string value;
+};
+using HeaderList = std::vector<HeaderField>;
+
+// Connection-specific fields (RFC 9113 8.2.2) never cross the proxy; `te`
+// may only say "trailers" in HTTP/2, which gRPC needs, so it passes.
+bool is_hop_by_hop(std::string_view name);
+
+// nghttp2 copies names and values at submit time, so the views are only
+// needed for the duration of the submit call.
+std::vector<nghttp2_nv> to_nv(const HeaderList& fields);
+
+std::string_view find_header(const HeaderList& fields, std::string_view name);
+
+}  // namespace sidemux

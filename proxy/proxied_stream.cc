@@ -1,0 +1,297 @@
+#include "proxy/proxied_stream.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+
+#include "parsers/grpc.h"
+#include "proxy/http2_session.h"
+#include "proxy/metric_names.h"
+#include "proxy/worker.h"
+#include "upstream/member.h"
+#include "upstream/upstream_session.h"
+
+namespace sidemux {
+
+namespace grpc = parsers::grpc;
+
+namespace {
+// Request bytes kept for a retry until the member answers. Unary gRPC
+// requests are far smaller; a stream whose request outgrows this is no
+// longer retried.
+constexpr size_t kRetryBufferLimit = 64 * 1024;
+}  // namespace
+
+// A uv timer that outlives the stream until its close callback: the stream
+// drops its pointer, the timer frees itself.
+class ProxiedStream::Deadline {
+ public:
+  Deadline(uv_loop_t* loop, ProxiedStream* owner, uint64_t timeout_ms) : timer_(new Timer{{}, owner}) {
+    uv_timer_init(loop, &timer_->handle);
+    timer_->handle.data = timer_;
+    uv_timer_start(
+        &timer_->handle,
+        [](uv_timer_t* t) {
+          auto* timer = static_cast<Timer*>(t->data);
+          if (timer->owner) timer->owner->on_deadline();
+        },
+        timeout_ms, 0);
+  }
+  ~Deadline() {
+    timer_->owner = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_->handle),
+             [](uv_handle_t* h) { delete static_cast<Timer*>(h->data); });
+  }
+  Deadline(const Deadline&) = delete;
+  Deadline& operator=(const Deadline&) = delete;
+
+ private:
+  struct Timer {
+    uv_timer_t handle;
+    ProxiedStream* owner;
+  };
+  Timer* timer_;
+};
+
+ProxiedStream::ProxiedStream(Http2Session& session, int32_t id, HeaderList request_headers, bool request_ended)
+    : down_(session),
+      down_id_(id),
+      config_(session.worker().config()),
+      request_headers_(std::move(request_headers)),
+      request_ended_(request_ended) {}
+
+ProxiedStream::~ProxiedStream() {
+  // The client connection went away with the stream still open.
+  if (!downstream_closed_) on_downstream_close(NGHTTP2_CANCEL);
+}
+
+void ProxiedStream::start() {
+  std::string_view timeout = find_header(request_headers_, "grpc-timeout");
+  std::chrono::nanoseconds ns;
+  if (!timeout.empty() && grpc::parse_timeout(timeout, ns)) {
+    // Rounded up: a deadline must never fire early.
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(ns).count();
+    deadline_ = std::make_unique<Deadline>(down_.worker().loop(), this, static_cast<uint64_t>(ms));
+  }
+  attempt("");
+}
+
+void ProxiedStream::attempt(std::string_view last_failure) {
+  auto& cluster = down_.worker().cluster();
+  uint32_t max_attempts = 1 + config_->cluster.retry.attempts;
+  std::string failure(last_failure);
+  while (attempts_ < max_attempts) {
+    upstream::Member* m = cluster.pick(tried_);
+    if (!m) break;
+    size_t index = cluster.index_of(*m);
+    if (index < 64) tried_ |= uint64_t{1} << index;
+    ++attempts_;
+    upstream::UpstreamSession* session = m->pool().session_for_new_stream();
+    if (session) {
+      auto nva = to_nv(request_headers_);
+      bool has_body = !(request_ended_ && request_body_.empty());
+      int32_t id = session->submit(nva.data(), nva.size(), has_body, this);
+      if (id > 0) {
+        member_ = m;
+        up_ = session;
+        up_id_ = id;
+        m->stream_started();
+        return;
+      }
+      failure = std::string("cannot open a stream to ") + m->name() + ": " + nghttp2_strerror(id);
+    } else {
+      failure = "cannot connect to " + m->name() + ": " + m->health_reason();
+    }
+    member_ = m;
+  }
+  if (failure.empty()) failure = cluster.health().reason;
+  end_with_status(static_cast<int>(grpc::Status::unavailable), failure);
+}
+
+void ProxiedStream::on_request_data(const uint8_t* data, size_t len) {
+  bytes_in_ += len;
+  if (response_ended_ && !up_) {
+    // The answer is complete: the rest of the request has nowhere to go.
+    down_.consume(down_id_, len);
+    return;
+  }
+  request_body_.append(data, len);
+  if (up_) up_->resume_body(up_id_);
+}
+
+void ProxiedStream::on_request_end() {
+  request_ended_ = true;
+  if (up_) up_->resume_body(up_id_);
+}
+
+ssize_t ProxiedStream::read_request_body(uint8_t* buf, size_t len, uint32_t* data_flags) {
+  size_t n = std::min(len, request_body_.size() - request_sent_);
+  std::memcpy(buf, request_body_.data() + request_sent_, n);
+  request_sent_ += n;
+  // The client's window reopens for bytes the member's window took. Bytes
+  // re-sent on a retry were consumed the first time.
+  if (request_sent_ > request_consumed_) {
+    down_.consume(down_id_, request_sent_ - request_consumed_);
+    request_consumed_ = request_sent_;
+  }
+  if (retryable_ && request_body_.size() > kRetryBufferLimit) retryable_ = false;
+  if (!retryable_) {
+    request_body_.consume(request_sent_);
+    request_consumed_ -= request_sent_;
+    request_sent_ = 0;
+  }
+  if (request_sent_ == request_body_.size()) {
+    if (request_ended_) {
+      *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    } else if (n == 0) {
+      return NGHTTP2_ERR_DEFERRED;
+    }
+  }
+  return static_cast<ssize_t>(n);
+}
+
+void ProxiedStream::on_response_header(std::string_view name, std::string_view value, bool trailer) {
+  if (is_hop_by_hop(name)) return;
+  (trailer ? trailers_ : response_headers_).push_back({std::string(name), std::string(value)});
+}
+
+void ProxiedStream::on_response_headers_end(bool trailer, bool end_stream) {
+  if (trailer) {
+    note_grpc_status(trailers_);
+    response_ended_ = true;
+    down_.resume_data(down_id_);
+    return;
+  }
+  // The member answered: the request reached it and is never replayed.
+  retryable_ = false;
+  request_body_.consume(request_sent_);
+  request_consumed_ -= request_sent_;
+  request_sent_ = 0;
+  if (end_stream) {
+    note_grpc_status(response_headers_);
+    response_ended_ = true;
+  }
+  response_started_ = true;
+  down_.submit_response(down_id_, response_headers_, !end_stream);
+}
+
+void ProxiedStream::on_response_data(const uint8_t* data, size_t len, bool end_stream) {
+  if (len > 0) response_body_.append(data, len);
+  if (end_stream) response_ended_ = true;
+  down_.resume_data(down_id_);
+}
+
+ssize_t ProxiedStream::read_response_body(uint8_t* buf, size_t len, uint32_t* data_flags) {
+  size_t n = std::min(len, response_body_.size());
+  std::memcpy(buf, response_body_.data(), n);
+  response_body_.consume(n);
+  bytes_out_ += n;
+  // The member's window reopens for bytes the client's window took.
+  if (n > 0 && up_) up_->consume(up_id_, n);
+  if (!response_body_.empty()) return static_cast<ssize_t>(n);
+  if (!response_ended_) return n > 0 ? static_cast<ssize_t>(n) : ssize_t{NGHTTP2_ERR_DEFERRED};
+  *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+  if (!trailers_.empty()) {
+    *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    down_.submit_trailer(down_id_, trailers_);
+  }
+  return static_cast<ssize_t>(n);
+}
+
+void ProxiedStream::on_upstream_close(Close kind, uint32_t error_code, std::string_view reason) {
+  up_ = nullptr;
+  member_->stream_ended();
+  switch (kind) {
+    case Close::done:
+      return;
+    case Close::refused:
+      if (retryable_ && !response_started_ && !downstream_closed_) {
+        const char* why = error_code == NGHTTP2_REFUSED_STREAM ? "refused_stream" : "connect_failure";
+        member_->registry().counter(metrics::kUpstreamRetries, {member_->name(), why}).inc();
+        request_sent_ = 0;
+        attempt(std::string(member_->name()) + ": " + std::string(reason));
+        return;
+      }
+      [[fallthrough]];
+    case Close::lost:
+      if (!response_started_) {
+        end_with_status(static_cast<int>(grpc::Status::unavailable),
+                        std::string(member_->name()) + ": " + std::string(reason));
+      } else {
+        down_.reset(down_id_, NGHTTP2_INTERNAL_ERROR);
+      }
+      return;
+    case Close::reset:
+      down_.reset(down_id_, error_code);
+      return;
+  }
+}
+
+void ProxiedStream::detach_upstream(uint32_t error_code) {
+  if (!up_) return;
+  up_->reset(up_id_, error_code);
+  up_ = nullptr;
+  member_->stream_ended();
+}
+
+void ProxiedStream::on_deadline() {
+  if (response_ended_) return;  // the answer is complete, only the client is still sending
+  detach_upstream(NGHTTP2_CANCEL);
+  end_with_status(static_cast<int>(grpc::Status::deadline_exceeded), "deadline exceeded (grpc-timeout)");
+}
+
+void ProxiedStream::end_with_status(int grpc_status, std::string_view message) {
+  detach_upstream(NGHTTP2_CANCEL);
+  grpc_status_ = grpc_status;
+  HeaderList status = {{"grpc-status", std::to_string(grpc_status)}, {"grpc-message", grpc::percent_encode(message)}};
+  if (response_started_) {
+    // Headers went out already: what is buffered is dropped and the stream
+    // ends with trailers carrying the status.
+    response_body_.clear();
+    trailers_ = std::move(status);
+    response_ended_ = true;
+    down_.resume_data(down_id_);
+    return;
+  }
+  HeaderList fields = {{":status", "200"}, {"content-type", std::string(grpc::kContentType)}};
+  fields.insert(fields.end(), status.begin(), status.end());
+  response_started_ = response_ended_ = true;
+  down_.submit_response(down_id_, fields, false);
+}
+
+void ProxiedStream::note_grpc_status(const HeaderList& fields) {
+  std::string_view v = find_header(fields, "grpc-status");
+  int code;
+  if (!v.empty() && std::from_chars(v.data(), v.data() + v.size(), code).ec == std::errc()) grpc_status_ = code;
+}
+
+void ProxiedStream::on_downstream_close(uint32_t error_code) {
+  downstream_closed_ = true;
+  detach_upstream(NGHTTP2_CANCEL);
+  deadline_.reset();
+  if (grpc_status_ < 0)
+    grpc_status_ = static_cast<int>(error_code == NGHTTP2_NO_ERROR ? grpc::Status::unknown : grpc::Status::cancelled);
+  finish();
+}
+
+void ProxiedStream::finish() {
+  Worker& w = down_.worker();
+  std::string_view member = member_ ? std::string_view(member_->name()) : std::string_view("none");
+  std::string_view status = grpc::status_name(grpc_status_);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  // Per stream, not per frame: the series lookup is cheap enough here.
+  w.metrics().counter(metrics::kUpstreamStreams, {member, status}).inc();
+  w.metrics().histogram(metrics::kUpstreamStreamDuration, {member}).observe(seconds);
+  if (w.log().access_log()) {
+    w.log().info("access", {{"client", down_.peer_string()},
+                            {"proto", "h2"},
+                            {"path", find_header(request_headers_, ":path")},
+                            {"member", member},
+                            {"grpc_status", status},
+                            {"duration_ms", seconds * 1000.0},
+                            {"bytes_in", bytes_in_},
+                            {"bytes_out", bytes_out_}});
+  }
+}
+
+}  // namespace sidemux

@@ -1,0 +1,99 @@
+// One gRPC stream across both sides: the client's stream on a downstream
+// Http2Session and the member's stream on an UpstreamSession. Owned by the
+// downstream session; the upstream session refers to it by stream user data
+// and forgets it on reset or close.
+//
+// Flow control is end to end: request bytes are consumed on the client's
+// window only when the member's window took them, response bytes on the
+// member's window only when the client's window took them. Each direction
+// buffers at most one stream window (upstream/windows.h).
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "conf/config.h"
+#include "proxy/byte_queue.h"
+#include "proxy/header_list.h"
+#include "upstream/stream_handler.h"
+
+namespace sidemux {
+
+namespace upstream {
+class Member;
+class UpstreamSession;
+}  // namespace upstream
+
+class Http2Session;
+
+class ProxiedStream final : public upstream::StreamHandler {
+ public:
+  ProxiedStream(Http2Session& session, int32_t id, HeaderList request_headers, bool request_ended);
+  ~ProxiedStream() override;
+  ProxiedStream(const ProxiedStream&) = delete;
+  ProxiedStream& operator=(const ProxiedStream&) = delete;
+
+  void start();
+  void on_request_data(const uint8_t* data, size_t len);
+  void on_request_end();
+  // Downstream data provider for the response body.
+  ssize_t read_response_body(uint8_t* buf, size_t len, uint32_t* data_flags);
+  // The client's stream closed: normally, by RST_STREAM, or with its
+  // connection. Cancels the member's stream if it is still open.
+  void on_downstream_close(uint32_t error_code);
+
+  // upstream::StreamHandler
+  void on_response_header(std::string_view name, std::string_view value, bool trailer) override;
+  void on_response_headers_end(bool trailer, bool end_stream) override;
+  void on_response_data(const uint8_t* data, size_t len, bool end_stream) override;
+  ssize_t read_request_body(uint8_t* buf, size_t len, uint32_t* data_flags) override;
+  void on_upstream_close(Close kind, uint32_t error_code, std::string_view reason) override;
+
+ private:
+  class Deadline;
+
+  void attempt(std::string_view last_failure);
+  void detach_upstream(uint32_t error_code);
+  void respond_trailers_only(int grpc_status, std::string_view message);
+  void end_with_status(int grpc_status, std::string_view message);
+  void on_deadline();
+  void note_grpc_status(const HeaderList& fields);
+  void finish();
+
+  Http2Session& down_;
+  int32_t down_id_;
+  std::shared_ptr<const conf::Config> config_;  // the generation this stream started in
+  HeaderList request_headers_;
+  HeaderList response_headers_;
+  HeaderList trailers_;
+  ByteQueue request_body_;
+  ByteQueue response_body_;
+  // Request bytes already sent upstream but kept for a retry until the
+  // member answers (at most kRetryBufferLimit).
+  size_t request_sent_ = 0;
+  size_t request_consumed_ = 0;  // of those, returned to the client's window
+  bool retryable_ = true;
+  bool request_ended_;
+  bool response_started_ = false;  // response HEADERS submitted downstream
+  bool response_ended_ = false;
+  bool downstream_closed_ = false;
+
+  upstream::Member* member_ = nullptr;
+  upstream::UpstreamSession* up_ = nullptr;
+  int32_t up_id_ = -1;
+  uint64_t tried_ = 0;  // member indexes, for retries
+  uint32_t attempts_ = 0;
+  std::unique_ptr<Deadline> deadline_;
+
+  int grpc_status_ = -1;  // -1: none seen yet
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  uint64_t bytes_in_ = 0;
+  uint64_t bytes_out_ = 0;
+};
+
+}  // namespace sidemux

@@ -1,0 +1,40 @@
+#include "upstream/balancer.h"
+
+#include "upstream/member.h"
+
+namespace sidemux::upstream {
+
+namespace {
+
+bool skipped(size_t index, uint64_t tried) { return index < 64 && (tried >> index) & 1; }
+
+}  // namespace
+
+bool eligible(const Member& m) { return m.health() != Health::unhealthy; }
+
+Balancer::Balancer(conf::Balance policy, uint32_t seed) : policy_(policy), rng_(seed) {}
+
+Member* Balancer::pick(std::span<const std::unique_ptr<Member>> members, uint64_t tried) {
+  // Walk the candidates in place rather than collect them: this runs per
+  // stream and allocates nothing.
+  auto candidate = [&](size_t i) { return !skipped(i, tried) && eligible(*members[i]); };
+  size_t n = 0;
+  for (size_t i = 0; i < members.size(); ++i) n += candidate(i);
+  if (n == 0) return nullptr;
+  auto nth = [&](size_t k) -> Member* {
+    for (size_t i = 0; i < members.size(); ++i)
+      if (candidate(i) && k-- == 0) return members[i].get();
+    return nullptr;
+  };
+  if (policy_ == conf::Balance::round_robin) return nth(next_++ % n);
+  if (n == 1) return nth(0);
+  // Power of two choices: two distinct random candidates, the less loaded wins.
+  size_t a = rng_() % n;
+  size_t b = rng_() % (n - 1);
+  if (b >= a) ++b;
+  Member* x = nth(a);
+  Member* y = nth(b);
+  return y->active_streams() < x->active_streams() ? y : x;
+}
+
+}  // namespace sidemux::upstream

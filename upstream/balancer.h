@@ -1,0 +1,34 @@
+// Chooses the member for one stream: least_request (power of two choices on
+// this worker's active streams per member) or round_robin. Members that are
+// unhealthy, or already tried by this stream, are skipped.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <span>
+
+#include "conf/config.h"
+
+namespace sidemux::upstream {
+
+class Member;
+
+class Balancer {
+ public:
+  explicit Balancer(conf::Balance policy, uint32_t seed = std::random_device{}());
+
+  // `tried` is a bitmask of member indexes to skip (streams retry on at
+  // most a few members, and clusters past 64 members fall back to
+  // not skipping). nullptr when no member is eligible.
+  Member* pick(std::span<const std::unique_ptr<Member>> members, uint64_t tried);
+
+ private:
+  conf::Balance policy_;
+  size_t next_ = 0;
+  std::minstd_rand rng_;
+};
+
+bool eligible(const Member& m);
+
+}  // namespace sidemux::upstream

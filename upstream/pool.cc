@@ -1,0 +1,110 @@
+#include "upstream/pool.h"
+
+#include <algorithm>
+
+#include "proxy/worker.h"
+#include "upstream/member.h"
+
+namespace sidemux::upstream {
+
+namespace {
+// Reconnect backoff after a failed connect: doubles up to the cap.
+constexpr uint64_t kMinBackoffMs = 250;
+constexpr uint64_t kMaxBackoffMs = 5000;
+
+std::unique_ptr<UpstreamSession> take(std::vector<std::unique_ptr<UpstreamSession>>& list, UpstreamSession& s) {
+  auto it = std::find_if(list.begin(), list.end(), [&](const auto& p) { return p.get() == &s; });
+  if (it == list.end()) return nullptr;
+  auto owned = std::move(*it);
+  list.erase(it);
+  return owned;
+}
+}  // namespace
+
+Pool::Pool(Worker& worker, Member& member) : worker_(worker), member_(member) {
+  uv_timer_init(worker.loop(), &reconnect_timer_);
+  reconnect_timer_.data = this;
+}
+
+Pool::~Pool() = default;
+
+void Pool::start() { open(); }
+
+UpstreamSession* Pool::open() {
+  connecting_.push_back(std::make_unique<UpstreamSession>(worker_, *this, member_));
+  UpstreamSession* s = connecting_.back().get();
+  member_.connections_gauge().inc();
+  s->connect();
+  // connect() may have failed at once and closed the session.
+  return s->state() == UpstreamSession::State::closed ? nullptr : s;
+}
+
+UpstreamSession* Pool::session_for_new_stream() {
+  if (shut_down_) return nullptr;
+  for (auto& s : ready_)
+    if (s->has_capacity()) return s.get();
+  for (auto& s : connecting_)
+    if (s->has_capacity()) return s.get();
+  return open();
+}
+
+Pool::List& Pool::list_for(UpstreamSession::State state) {
+  switch (state) {
+    case UpstreamSession::State::connecting: return connecting_;
+    case UpstreamSession::State::ready: return ready_;
+    case UpstreamSession::State::draining: return draining_;
+    case UpstreamSession::State::closed: break;
+  }
+  return closed_;
+}
+
+void Pool::on_state_change(UpstreamSession& s, UpstreamSession::State old) {
+  auto owned = take(list_for(old), s);
+  if (!owned) return;
+  list_for(s.state()).push_back(std::move(owned));
+  if (s.state() == UpstreamSession::State::ready) {
+    backoff_ms_ = 0;
+    member_.set_health(Health::healthy, "");
+  }
+  if (s.state() == UpstreamSession::State::closed) {
+    member_.connections_gauge().dec();
+    // Keep one connection warm: a member whose last connection went away
+    // is reconnected (with backoff when that keeps failing).
+    if (!shut_down_ && connecting_.empty() && ready_.empty()) schedule_reconnect();
+  }
+}
+
+void Pool::on_connect_failed(UpstreamSession&, const std::string& reason) {
+  member_.set_health(Health::unhealthy, reason);
+  backoff_ms_ = backoff_ms_ == 0 ? kMinBackoffMs : std::min(backoff_ms_ * 2, kMaxBackoffMs);
+}
+
+void Pool::schedule_reconnect() {
+  if (uv_is_active(reinterpret_cast<uv_handle_t*>(&reconnect_timer_))) return;
+  uv_timer_start(
+      &reconnect_timer_,
+      [](uv_timer_t* t) {
+        auto* p = static_cast<Pool*>(t->data);
+        if (!p->shut_down_ && p->connecting_.empty() && p->ready_.empty()) p->open();
+      },
+      backoff_ms_, 0);
+}
+
+void Pool::on_closed(UpstreamSession& s) {
+  // The session's last handle closed: nothing of it is on the stack.
+  take(closed_, s);
+}
+
+void Pool::shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  uv_close(reinterpret_cast<uv_handle_t*>(&reconnect_timer_), nullptr);
+  // close() moves each session to closed_, so walk copies of the lists.
+  for (List* list : {&connecting_, &ready_, &draining_}) {
+    std::vector<UpstreamSession*> sessions;
+    for (auto& s : *list) sessions.push_back(s.get());
+    for (UpstreamSession* s : sessions) s->close("sidemux is shutting down");
+  }
+}
+
+}  // namespace sidemux::upstream

@@ -1,0 +1,37 @@
+// What an upstream session tells the stream that owns one of its HTTP/2
+// streams. The proxy's ProxiedStream implements it; upstream/ knows nothing
+// of the downstream side.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace sidemux::upstream {
+
+class StreamHandler {
+ public:
+  virtual ~StreamHandler() = default;
+
+  // One response header field; `trailer` for the trailing HEADERS.
+  virtual void on_response_header(std::string_view name, std::string_view value, bool trailer) = 0;
+  // The response HEADERS (or trailers) block is complete.
+  virtual void on_response_headers_end(bool trailer, bool end_stream) = 0;
+  virtual void on_response_data(const uint8_t* data, size_t len, bool end_stream) = 0;
+  // Fills the request body for nghttp2's data provider: bytes copied, or
+  // NGHTTP2_ERR_DEFERRED when none are buffered yet.
+  virtual ssize_t read_request_body(uint8_t* buf, size_t len, uint32_t* data_flags) = 0;
+  enum class Close {
+    done,     // both sides ended normally
+    reset,    // the member reset the stream (error_code says why)
+    refused,  // the member never saw the request: connect failure,
+              // REFUSED_STREAM, GOAWAY below the stream id. Safe to retry.
+    lost,     // the connection died after the request went out
+  };
+  // After this call the session forgets the handler.
+  virtual void on_upstream_close(Close kind, uint32_t error_code, std::string_view reason) = 0;
+};
+
+}  // namespace sidemux::upstream

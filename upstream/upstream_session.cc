@@ -1,0 +1,353 @@
+#include "upstream/upstream_session.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <array>
+#include <cstring>
+
+#include "proxy/worker.h"
+#include "upstream/member.h"
+#include "upstream/pool.h"
+#include "upstream/windows.h"
+
+namespace sidemux::upstream {
+
+namespace {
+
+UpstreamSession* self(void* user) { return static_cast<UpstreamSession*>(user); }
+
+uint64_t ms(conf::Duration d) { return static_cast<uint64_t>(d.count()); }
+
+// Until the member's SETTINGS arrive, assume the RFC's recommended minimum.
+constexpr uint32_t kDefaultPeerMaxStreams = 100;
+
+struct CallbacksDeleter {
+  void operator()(nghttp2_session_callbacks* c) const { nghttp2_session_callbacks_del(c); }
+};
+struct OptionDeleter {
+  void operator()(nghttp2_option* o) const { nghttp2_option_del(o); }
+};
+
+}  // namespace
+
+UpstreamSession::UpstreamSession(Worker& worker, Pool& pool, Member& member)
+    : worker_(worker),
+      pool_(pool),
+      member_(member),
+      transport_(worker, *this, worker.upstream_bytes_in(), worker.upstream_bytes_out()) {
+  uv_timer_init(worker.loop(), &timer_);
+  timer_.data = this;
+  connect_req_.data = this;
+  resolve_req_.data = this;
+
+  nghttp2_session_callbacks* cbs_raw;
+  nghttp2_session_callbacks_new(&cbs_raw);
+  std::unique_ptr<nghttp2_session_callbacks, CallbacksDeleter> cbs(cbs_raw);
+  nghttp2_session_callbacks_set_on_header_callback(cbs_raw, on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs_raw, on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs_raw, on_data_chunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs_raw, on_stream_close);
+
+  nghttp2_option* opt_raw;
+  nghttp2_option_new(&opt_raw);
+  std::unique_ptr<nghttp2_option, OptionDeleter> opt(opt_raw);
+  // Windows open only as the client side takes the bytes (consume()).
+  nghttp2_option_set_no_auto_window_update(opt_raw, 1);
+  nghttp2_option_set_no_closed_streams(opt_raw, 1);
+  nghttp2_session_client_new2(&session_, cbs_raw, this, opt_raw);
+
+  std::array<nghttp2_settings_entry, 2> settings = {{
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
+  }};
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings.data(), settings.size());
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+}
+
+UpstreamSession::~UpstreamSession() { nghttp2_session_del(session_); }
+
+void UpstreamSession::connect() {
+  const conf::HostPort& addr = member_.address();
+  uv_timer_start(&timer_, on_timer_cb, ms(worker_.config()->cluster.connect_timeout), 0);
+  sockaddr_storage ss{};
+  if (addr.ipv6) {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    if (uv_ip6_addr(addr.host.c_str(), addr.port, sin6) == 0) return start_connect(reinterpret_cast<sockaddr*>(sin6));
+  } else {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    if (uv_ip4_addr(addr.host.c_str(), addr.port, sin) == 0) return start_connect(reinterpret_cast<sockaddr*>(sin));
+  }
+  // A DNS name: resolved on libuv's thread pool, never on the loop.
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  std::string port = std::to_string(addr.port);
+  resolving_ = true;
+  ++handles_open_;
+  int rc = uv_getaddrinfo(
+      worker_.loop(), &resolve_req_,
+      [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
+        auto* s = self(req->data);
+        s->resolving_ = false;
+        if (status == 0 && s->state_ == State::connecting) {
+          s->start_connect(res->ai_addr);
+        } else if (s->state_ == State::connecting) {
+          s->close(std::string("resolve ") + s->member_.address().host + ": " + uv_strerror(status));
+        }
+        uv_freeaddrinfo(res);
+        s->on_handle_closed();
+      },
+      addr.host.c_str(), port.c_str(), &hints);
+  if (rc != 0) {
+    resolving_ = false;
+    --handles_open_;
+    close(std::string("resolve: ") + uv_strerror(rc));
+  }
+}
+
+void UpstreamSession::start_connect(const sockaddr* addr) {
+  int rc = uv_tcp_connect(&connect_req_, transport_.tcp(), addr, [](uv_connect_t* req, int status) {
+    self(req->data)->on_connected(status);
+  });
+  if (rc != 0) close(std::string("connect: ") + uv_strerror(rc));
+}
+
+void UpstreamSession::on_connected(int status) {
+  if (state_ != State::connecting) return;  // closed meanwhile (timeout)
+  if (status != 0) {
+    close(std::string("connect: ") + uv_strerror(status));
+    return;
+  }
+  uv_tcp_nodelay(transport_.tcp(), 1);
+  last_read_ = uv_now(worker_.loop());
+  set_state(State::ready);
+  arm_ping();
+  transport_.resume_reading();
+  transport_.schedule();
+}
+
+bool UpstreamSession::has_capacity() const {
+  if (state_ != State::connecting && state_ != State::ready) return false;
+  uint32_t peer_max = state_ == State::ready
+                          ? nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
+                          : kDefaultPeerMaxStreams;
+  uint32_t limit = std::min(peer_max, worker_.config()->cluster.max_streams_per_connection);
+  return streams_.size() < limit;
+}
+
+int32_t UpstreamSession::submit(const nghttp2_nv* nva, size_t nvlen, bool has_body, StreamHandler* handler) {
+  nghttp2_data_provider provider{};
+  provider.read_callback = read_body;
+  int32_t id = nghttp2_submit_request(session_, nullptr, nva, nvlen, has_body ? &provider : nullptr, handler);
+  if (id > 0) {
+    streams_.emplace(id, handler);
+    transport_.schedule();
+  }
+  return id;
+}
+
+void UpstreamSession::resume_body(int32_t stream_id) {
+  if (nghttp2_session_resume_data(session_, stream_id) == 0) transport_.schedule();
+}
+
+void UpstreamSession::consume(int32_t stream_id, size_t n) {
+  nghttp2_session_consume(session_, stream_id, n);
+  transport_.schedule();
+}
+
+void UpstreamSession::reset(int32_t stream_id, uint32_t error_code) {
+  if (streams_.erase(stream_id) == 0) return;
+  nghttp2_session_set_stream_user_data(session_, stream_id, nullptr);
+  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id, error_code);
+  transport_.schedule();
+  maybe_close_idle();
+}
+
+void UpstreamSession::drain() {
+  if (state_ == State::connecting || state_ == State::ready) set_state(State::draining);
+  maybe_close_idle();
+}
+
+void UpstreamSession::maybe_close_idle() {
+  if (state_ == State::draining && streams_.empty()) {
+    nghttp2_session_terminate_session(session_, NGHTTP2_NO_ERROR);
+    transport_.close_after_flush();
+  }
+}
+
+void UpstreamSession::set_state(State s) {
+  State old = state_;
+  state_ = s;
+  pool_.on_state_change(*this, old);
+}
+
+void UpstreamSession::fail_streams(StreamHandler::Close kind, std::string_view reason) {
+  // Handlers may submit to other sessions of this pool, never to this one
+  // (it is closed), so iterating a moved-out copy is safe.
+  auto streams = std::move(streams_);
+  streams_.clear();
+  for (auto& [id, handler] : streams) {
+    nghttp2_session_set_stream_user_data(session_, id, nullptr);
+    handler->on_upstream_close(kind, NGHTTP2_INTERNAL_ERROR, reason);
+  }
+}
+
+void UpstreamSession::close(std::string_view reason) {
+  if (state_ == State::closed) return;
+  bool was_connecting = state_ == State::connecting;
+  close_reason_ = reason;
+  set_state(State::closed);
+  if (resolving_) uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_req_));
+  // Streams on a connection that never came up never reached the member.
+  fail_streams(was_connecting ? StreamHandler::Close::refused : StreamHandler::Close::lost, close_reason_);
+  if (was_connecting) pool_.on_connect_failed(*this, close_reason_);
+  transport_.close();
+  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&timer_)))
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), [](uv_handle_t* h) { self(h->data)->on_handle_closed(); });
+}
+
+void UpstreamSession::on_transport_closed() {
+  close("connection closed");
+  on_handle_closed();
+}
+
+void UpstreamSession::on_handle_closed() {
+  if (--handles_open_ == 0) pool_.on_closed(*this);
+}
+
+void UpstreamSession::on_transport_error(int status) {
+  close(std::string("connection lost: ") + uv_strerror(status));
+}
+
+void UpstreamSession::on_transport_read(const char* data, size_t len) {
+  last_read_ = uv_now(worker_.loop());
+  ping_outstanding_ = false;
+  ssize_t rv = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(data), len);
+  if (rv < 0) close(std::string("http2 error from member: ") + nghttp2_strerror(static_cast<int>(rv)));
+}
+
+void UpstreamSession::on_transport_produce() {
+  // Nothing leaves before the connection is up; submitted streams wait.
+  if (state_ == State::connecting || state_ == State::closed) return;
+  while (!transport_.write_buffer_full()) {
+    const uint8_t* data;
+    ssize_t n = nghttp2_session_mem_send(session_, &data);
+    if (n < 0) {
+      close(std::string("http2 error: ") + nghttp2_strerror(static_cast<int>(n)));
+      return;
+    }
+    if (n == 0) break;
+    transport_.write({reinterpret_cast<const char*>(data), static_cast<size_t>(n)});
+  }
+  if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) {
+    set_state(State::draining);
+    transport_.close_after_flush();
+  }
+}
+
+void UpstreamSession::arm_ping() {
+  uv_timer_start(&timer_, on_timer_cb, ms(worker_.config()->cluster.health_check.interval), 0);
+}
+
+void UpstreamSession::on_timer_cb(uv_timer_t* t) { self(t->data)->on_timer(); }
+
+void UpstreamSession::on_timer() {
+  if (state_ == State::connecting) {
+    close("connect: timed out");
+    return;
+  }
+  const auto& hc = worker_.config()->cluster.health_check;
+  if (ping_outstanding_) {
+    // Neither the PING's ACK nor anything else came back in time: the member
+    // is gone without closing TCP (SIGSTOP, a dropped network).
+    close("member stopped answering (PING timeout)");
+    return;
+  }
+  uint64_t quiet = uv_now(worker_.loop()) - last_read_;
+  if (quiet < ms(hc.interval)) {
+    uv_timer_start(&timer_, on_timer_cb, ms(hc.interval) - quiet, 0);
+    return;
+  }
+  ping_outstanding_ = true;
+  nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr);
+  transport_.schedule();
+  uv_timer_start(&timer_, on_timer_cb, ms(hc.timeout), 0);
+}
+
+int UpstreamSession::on_header(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name,
+                               size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void*) {
+  if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+  auto* h = static_cast<StreamHandler*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
+  if (!h) return 0;
+  h->on_response_header({reinterpret_cast<const char*>(name), namelen},
+                        {reinterpret_cast<const char*>(value), valuelen}, frame->headers.cat == NGHTTP2_HCAT_HEADERS);
+  return 0;
+}
+
+int UpstreamSession::on_frame_recv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
+  auto* s = self(user);
+  switch (frame->hd.type) {
+    case NGHTTP2_HEADERS: {
+      auto* h = static_cast<StreamHandler*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
+      if (h)
+        h->on_response_headers_end(frame->headers.cat == NGHTTP2_HCAT_HEADERS,
+                                   frame->hd.flags & NGHTTP2_FLAG_END_STREAM);
+      break;
+    }
+    case NGHTTP2_DATA:
+      // END_STREAM on a DATA frame comes here; the bytes came through on_data_chunk.
+      if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+        auto* h = static_cast<StreamHandler*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
+        if (h) h->on_response_data(nullptr, 0, true);
+      }
+      break;
+    case NGHTTP2_GOAWAY:
+      // Streams above last_stream_id are closed by nghttp2 with
+      // REFUSED_STREAM (retried); the rest finish here.
+      s->drain();
+      break;
+  }
+  return 0;
+}
+
+int UpstreamSession::on_data_chunk(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
+                                   size_t len, void* user) {
+  auto* h = static_cast<StreamHandler*>(nghttp2_session_get_stream_user_data(session, stream_id));
+  if (h) {
+    h->on_response_data(data, len, false);
+  } else {
+    // The stream was reset from our side; its bytes still count against
+    // the connection window.
+    nghttp2_session_consume_connection(session, len);
+    self(user)->transport_.schedule();
+  }
+  return 0;
+}
+
+int UpstreamSession::on_stream_close(nghttp2_session* session, int32_t stream_id, uint32_t error_code, void* user) {
+  auto* s = self(user);
+  auto* h = static_cast<StreamHandler*>(nghttp2_session_get_stream_user_data(session, stream_id));
+  if (s->streams_.erase(stream_id) != 0 && h) {
+    using Close = StreamHandler::Close;
+    if (error_code == NGHTTP2_NO_ERROR) {
+      h->on_upstream_close(Close::done, error_code, "");
+    } else if (error_code == NGHTTP2_REFUSED_STREAM) {
+      h->on_upstream_close(Close::refused, error_code, "member refused the stream");
+    } else {
+      h->on_upstream_close(Close::reset, error_code, "member reset the stream");
+    }
+  }
+  s->maybe_close_idle();
+  return 0;
+}
+
+ssize_t UpstreamSession::read_body(nghttp2_session* session, int32_t stream_id, uint8_t* buf, size_t length,
+                                   uint32_t* data_flags, nghttp2_data_source*, void*) {
+  // Looked up rather than taken from the data source: a stream reset from
+  // our side has no handler any more.
+  auto* h = static_cast<StreamHandler*>(nghttp2_session_get_stream_user_data(session, stream_id));
+  if (!h) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  return h->read_request_body(buf, length, data_flags);
+}
+
+}  // namespace sidemux::upstream

@@ -1,0 +1,99 @@
+// One HTTP/2 client connection to a member (nghttp2 over a Transport), with
+// connect timeout, PING keepalive and per-stream flow control driven by the
+// streams' consumers.
+//
+// States: connecting -> ready -> draining -> closed. `draining` means no new
+// streams (member GOAWAY, PING timeout handling, pool retirement); the
+// connection closes when its last stream ends. The Pool owns sessions and
+// moves them between its per-state lists as the session reports changes.
+#pragma once
+
+#include <nghttp2/nghttp2.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "proxy/transport.h"
+#include "upstream/stream_handler.h"
+
+namespace sidemux {
+class Worker;
+}
+
+namespace sidemux::upstream {
+
+class Member;
+class Pool;
+
+class UpstreamSession : private Transport::Owner {
+ public:
+  enum class State { connecting, ready, draining, closed };
+
+  UpstreamSession(Worker& worker, Pool& pool, Member& member);
+  ~UpstreamSession() override;
+  UpstreamSession(const UpstreamSession&) = delete;
+  UpstreamSession& operator=(const UpstreamSession&) = delete;
+
+  void connect();
+  State state() const { return state_; }
+  // Room for one more stream (counts streams submitted while connecting).
+  bool has_capacity() const;
+  size_t active_streams() const { return streams_.size(); }
+
+  // Returns the stream id, or a negative nghttp2 error.
+  int32_t submit(const nghttp2_nv* nva, size_t nvlen, bool has_body, StreamHandler* handler);
+  void resume_body(int32_t stream_id);
+  // Response bytes were passed on downstream: open the window for more.
+  void consume(int32_t stream_id, size_t n);
+  // Cancel a stream; the handler gets no further calls.
+  void reset(int32_t stream_id, uint32_t error_code);
+  // No new streams; close when the last one ends.
+  void drain();
+  // Close now: open streams get on_upstream_close.
+  void close(std::string_view reason);
+
+ private:
+  void on_transport_read(const char* data, size_t len) override;
+  void on_transport_error(int status) override;
+  void on_transport_produce() override;
+  void on_transport_closed() override;
+
+  void start_connect(const struct sockaddr* addr);
+  void on_connected(int status);
+  static void on_timer_cb(uv_timer_t* t);
+  void on_timer();
+  void arm_ping();
+  void set_state(State s);
+  void fail_streams(StreamHandler::Close kind, std::string_view reason);
+  void on_handle_closed();
+  void maybe_close_idle();
+
+  static int on_header(nghttp2_session*, const nghttp2_frame*, const uint8_t*, size_t, const uint8_t*, size_t,
+                       uint8_t, void*);
+  static int on_frame_recv(nghttp2_session*, const nghttp2_frame*, void*);
+  static int on_data_chunk(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*);
+  static int on_stream_close(nghttp2_session*, int32_t, uint32_t, void*);
+  static ssize_t read_body(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*, nghttp2_data_source*, void*);
+
+  Worker& worker_;
+  Pool& pool_;
+  Member& member_;
+  Transport transport_;
+  uv_timer_t timer_;  // connect timeout, then PING keepalive and its timeout
+  uv_connect_t connect_req_;
+  uv_getaddrinfo_t resolve_req_;
+  bool resolving_ = false;
+  int handles_open_ = 2;
+  nghttp2_session* session_ = nullptr;
+  State state_ = State::connecting;
+  std::unordered_map<int32_t, StreamHandler*> streams_;
+  bool ping_outstanding_ = false;
+  uint64_t last_read_ = 0;
+  std::string close_reason_;
+};
+
+}  // namespace sidemux::upstream
