@@ -79,6 +79,9 @@ Listener::Listener(Worker& worker, const conf::Listener& conf, int fd)
       active_h2_(worker.metrics().gauge(metrics::kConnectionsActive, {conf.name, "h2", "false"})) {
   uv_tcp_init(worker.loop(), &tcp_);
   tcp_.data = this;
+  // Zero series from the start, so rate() and alerts work before the first rejection.
+  for (std::string_view reason : {"limit", "classify_timeout", "bad_request", "tls_handshake"})
+    worker.metrics().counter(metrics::kConnectionsRejected, {name_, reason});
 }
 
 bool Listener::start(std::string& error) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstring>
 
 #include "parsers/grpc.h"
@@ -281,14 +282,14 @@ void ProxiedStream::finish() {
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   // Per stream, not per frame: the series lookup is cheap enough here.
   w.metrics().counter(metrics::kUpstreamStreams, {member, status}).inc();
-  w.metrics().histogram(metrics::kUpstreamStreamDuration, {member}).observe(seconds);
+  if (member_) member_->stream_duration().observe(seconds);
   if (w.log().access_log()) {
     w.log().info("access", {{"client", down_.peer_string()},
                             {"proto", "h2"},
                             {"path", find_header(request_headers_, ":path")},
                             {"member", member},
                             {"grpc_status", status},
-                            {"duration_ms", seconds * 1000.0},
+                            {"duration_ms", std::round(seconds * 1e6) / 1e3},
                             {"bytes_in", bytes_in_},
                             {"bytes_out", bytes_out_}});
   }

@@ -21,7 +21,12 @@ Member::Member(Worker& worker, const conf::Member& conf)
       up_(registry_.gauge(metrics::kMemberUp, {conf.name})),
       active_streams_(registry_.gauge(metrics::kMemberActiveStreams, {conf.name})),
       connections_(registry_.gauge(metrics::kUpstreamConnectionsActive, {conf.name})),
-      pool_(worker, *this) {}
+      duration_(registry_.histogram(metrics::kUpstreamStreamDuration, {conf.name})),
+      pool_(worker, *this) {
+  // The retry reasons are known, so their series exist from the start.
+  for (std::string_view reason : {"connect_failure", "refused_stream"})
+    registry_.counter(metrics::kUpstreamRetries, {conf.name, reason});
+}
 
 void Member::set_health(Health h, std::string reason) {
   if (h != health_ && worker_.index() == 0) {

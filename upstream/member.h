@@ -37,6 +37,7 @@ class Member {
   void stream_started() { active_streams_.inc(); }
   void stream_ended() { active_streams_.dec(); }
   metrics::Gauge& connections_gauge() { return connections_; }
+  metrics::Histogram& stream_duration() { return duration_; }
 
   // Per-member series, looked up once.
   metrics::Registry& registry() { return registry_; }
@@ -50,6 +51,7 @@ class Member {
   metrics::Gauge& up_;  // merged across workers by max
   metrics::Gauge& active_streams_;
   metrics::Gauge& connections_;
+  metrics::Histogram& duration_;
   Pool pool_;
 };
 

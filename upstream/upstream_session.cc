@@ -119,9 +119,9 @@ void UpstreamSession::on_connected(int status) {
     return;
   }
   uv_tcp_nodelay(transport_.tcp(), 1);
-  last_read_ = uv_now(worker_.loop());
-  set_state(State::ready);
-  arm_ping();
+  // TCP is up, but the member counts as ready only once its SETTINGS
+  // arrive: a stopped process still completes the handshake in the kernel.
+  tcp_connected_ = true;
   transport_.resume_reading();
   transport_.schedule();
 }
@@ -196,11 +196,12 @@ void UpstreamSession::close(std::string_view reason) {
   if (state_ == State::closed) return;
   bool was_connecting = state_ == State::connecting;
   close_reason_ = reason;
-  set_state(State::closed);
   if (resolving_) uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_req_));
+  // The member's verdict first, so that streams retried below skip it.
+  if (was_connecting) pool_.on_connect_failed(*this, close_reason_);
+  set_state(State::closed);
   // Streams on a connection that never came up never reached the member.
   fail_streams(was_connecting ? StreamHandler::Close::refused : StreamHandler::Close::lost, close_reason_);
-  if (was_connecting) pool_.on_connect_failed(*this, close_reason_);
   transport_.close();
   if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&timer_)))
     uv_close(reinterpret_cast<uv_handle_t*>(&timer_), [](uv_handle_t* h) { self(h->data)->on_handle_closed(); });
@@ -228,7 +229,7 @@ void UpstreamSession::on_transport_read(const char* data, size_t len) {
 
 void UpstreamSession::on_transport_produce() {
   // Nothing leaves before the connection is up; submitted streams wait.
-  if (state_ == State::connecting || state_ == State::closed) return;
+  if (!tcp_connected_ || state_ == State::closed) return;
   while (!transport_.write_buffer_full()) {
     const uint8_t* data;
     ssize_t n = nghttp2_session_mem_send(session_, &data);
@@ -253,7 +254,7 @@ void UpstreamSession::on_timer_cb(uv_timer_t* t) { self(t->data)->on_timer(); }
 
 void UpstreamSession::on_timer() {
   if (state_ == State::connecting) {
-    close("connect: timed out");
+    close(tcp_connected_ ? "connect: no HTTP/2 SETTINGS from the member in time" : "connect: timed out");
     return;
   }
   const auto& hc = worker_.config()->cluster.health_check;
@@ -299,6 +300,13 @@ int UpstreamSession::on_frame_recv(nghttp2_session* session, const nghttp2_frame
       if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
         auto* h = static_cast<StreamHandler*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
         if (h) h->on_response_data(nullptr, 0, true);
+      }
+      break;
+    case NGHTTP2_SETTINGS:
+      if (!(frame->hd.flags & NGHTTP2_FLAG_ACK) && s->state_ == State::connecting) {
+        s->last_read_ = uv_now(s->worker_.loop());
+        s->set_state(State::ready);
+        s->arm_ping();
       }
       break;
     case NGHTTP2_GOAWAY:

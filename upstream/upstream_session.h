@@ -87,6 +87,7 @@ class UpstreamSession : private Transport::Owner {
   uv_connect_t connect_req_;
   uv_getaddrinfo_t resolve_req_;
   bool resolving_ = false;
+  bool tcp_connected_ = false;
   int handles_open_ = 2;
   nghttp2_session* session_ = nullptr;
   State state_ = State::connecting;

@@ -164,6 +164,7 @@ class Sidemux:
         self._cond = threading.Condition()
         self._threads = []
         self.addresses = {}  # listener name -> (host, port)
+        self.expect_failure = False  # set by tests that make it fail on purpose
 
     # config -----------------------------------------------------------
     def write_config(self, config):
@@ -326,8 +327,30 @@ def sidemux_factory(sidemux_bin, tmp_path):
         return sm
 
     yield make
+    problems = []
     for sm in started:
-        sm.kill_if_running()
+        if sm.proc is None:
+            continue
+        code = sm.stop() if sm.proc.poll() is None else sm.proc.returncode
+        report = sanitizer_report(sm.raw_lines())
+        # A clean shutdown is part of every test: a leak or a sanitizer
+        # finding at exit fails the test that caused it.
+        if report:
+            problems.append(f"{sm.name}: sanitizer report:\n{report}")
+        elif code not in (0, None) and not sm.expect_failure:
+            problems.append(f"{sm.name}: exit code {code}; stderr tail:\n" + "\n".join(sm.raw_lines()[-20:]))
+    assert not problems, "\n\n".join(problems)
+
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "WARNING: ThreadSanitizer")
+
+
+def sanitizer_report(lines):
+    """The sanitizer's lines from a process's stderr, or '' when there are none."""
+    for i, line in enumerate(lines):
+        if any(m in line for m in SANITIZER_MARKERS):
+            return "\n".join(lines[i:i + 60])
+    return ""
 
 
 @pytest.fixture
