@@ -252,13 +252,11 @@ class EtcdCluster:
         raise RuntimeError(f"etcd cluster not healthy within {timeout}s: {last}; logs:\n{self.logs()}")
 
     def stop(self):
-        """Stop every member by PID (SIGTERM, wait, SIGKILL). Safe to call more than once."""
-        for m in self.members:
-            if m.proc is not None and m.proc.poll() is None:
-                try:
-                    os.kill(m.proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+        """Stop every member by PID (SIGTERM, wait, SIGKILL). Safe to call more than once.
+
+        One member at a time: SIGTERM to all at once makes the leader wait seconds for a
+        leadership transfer to followers that are going away too.
+        """
         for m in self.members:
             if m.proc is not None:
                 stop_pid(m.proc)
