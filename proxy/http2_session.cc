@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "proxy/client_connection.h"
+#include "proxy/h2_common.h"
 #include "proxy/listener.h"
 #include "proxy/local_handlers.h"
 #include "proxy/proxied_stream.h"
@@ -29,19 +30,6 @@ struct Http2Session::Stream {
 namespace {
 
 Http2Session* self(void* user) { return static_cast<Http2Session*>(user); }
-
-// nghttp2's own defaults, stated so a reader sees the bounds that stop
-// Rapid Reset (CVE-2023-44487) and CONTINUATION floods (CVE-2024-28182).
-constexpr uint64_t kResetBurst = 1000;
-constexpr uint64_t kResetRatePerSecond = 33;
-constexpr size_t kMaxContinuations = 8;
-
-struct OptionDeleter {
-  void operator()(nghttp2_option* o) const { nghttp2_option_del(o); }
-};
-struct CallbacksDeleter {
-  void operator()(nghttp2_session_callbacks* c) const { nghttp2_session_callbacks_del(c); }
-};
 
 std::string format_peer(const sockaddr* sa) {
   char host[INET6_ADDRSTRLEN] = "?";
@@ -66,27 +54,14 @@ Http2Session::Http2Session(ClientConnection& conn)
     : conn_(conn),
       max_header_list_size_(conn.worker().config()->limits.max_header_list_size),
       peer_(format_peer(conn.peer())) {
-  nghttp2_session_callbacks* cbs_raw;
-  nghttp2_session_callbacks_new(&cbs_raw);
-  std::unique_ptr<nghttp2_session_callbacks, CallbacksDeleter> cbs(cbs_raw);
-  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs_raw, on_begin_headers);
-  nghttp2_session_callbacks_set_on_header_callback(cbs_raw, on_header);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs_raw, on_frame_recv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs_raw, on_data_chunk);
-  nghttp2_session_callbacks_set_on_frame_send_callback(cbs_raw, on_frame_send);
-  nghttp2_session_callbacks_set_on_stream_close_callback(cbs_raw, on_stream_close);
-
-  nghttp2_option* opt_raw;
-  nghttp2_option_new(&opt_raw);
-  std::unique_ptr<nghttp2_option, OptionDeleter> opt(opt_raw);
-  // Windows reopen only as members take the bytes (consume()): backpressure.
-  nghttp2_option_set_no_auto_window_update(opt_raw, 1);
-  // Closed streams are kept only for the priority tree, which gRPC never uses.
-  nghttp2_option_set_no_closed_streams(opt_raw, 1);
-  nghttp2_option_set_stream_reset_rate_limit(opt_raw, kResetBurst, kResetRatePerSecond);
-  nghttp2_option_set_max_continuations(opt_raw, kMaxContinuations);
-
-  nghttp2_session_server_new2(&session_, cbs_raw, this, opt_raw);
+  H2Callbacks cbs = make_h2_callbacks();
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs.get(), on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cbs.get(), on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs.get(), on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs.get(), on_data_chunk);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs.get(), on_frame_send);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs.get(), on_stream_close);
+  nghttp2_session_server_new2(&session_, cbs.get(), this, make_h2_options().get());
 
   const auto& limits = conn.worker().config()->limits;
   std::array<nghttp2_settings_entry, 4> settings = {{
@@ -131,18 +106,12 @@ void Http2Session::fail(const char* what, int code) {
 }
 
 void Http2Session::produce() {
-  Transport& t = conn_.transport();
-  while (!t.write_buffer_full()) {
-    const uint8_t* data;
-    ssize_t n = nghttp2_session_mem_send(session_, &data);
-    if (n < 0) {
-      conn_.close();
-      return;
-    }
-    if (n == 0) break;
-    t.write({reinterpret_cast<const char*>(data), static_cast<size_t>(n)});
+  if (send_h2_output(session_, conn_.transport()) != 0) {
+    conn_.close();
+    return;
   }
-  if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) t.close_after_flush();
+  if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_))
+    conn_.transport().close_after_flush();
 }
 
 void Http2Session::shutdown(bool final) {

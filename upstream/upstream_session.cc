@@ -6,6 +6,7 @@
 #include <array>
 #include <cstring>
 
+#include "proxy/h2_common.h"
 #include "proxy/worker.h"
 #include "upstream/member.h"
 #include "upstream/pool.h"
@@ -22,13 +23,6 @@ uint64_t ms(conf::Duration d) { return static_cast<uint64_t>(d.count()); }
 // Until the member's SETTINGS arrive, assume the RFC's recommended minimum.
 constexpr uint32_t kDefaultPeerMaxStreams = 100;
 
-struct CallbacksDeleter {
-  void operator()(nghttp2_session_callbacks* c) const { nghttp2_session_callbacks_del(c); }
-};
-struct OptionDeleter {
-  void operator()(nghttp2_option* o) const { nghttp2_option_del(o); }
-};
-
 }  // namespace
 
 UpstreamSession::UpstreamSession(Worker& worker, Pool& pool, Member& member)
@@ -41,21 +35,12 @@ UpstreamSession::UpstreamSession(Worker& worker, Pool& pool, Member& member)
   connect_req_.data = this;
   resolve_req_.data = this;
 
-  nghttp2_session_callbacks* cbs_raw;
-  nghttp2_session_callbacks_new(&cbs_raw);
-  std::unique_ptr<nghttp2_session_callbacks, CallbacksDeleter> cbs(cbs_raw);
-  nghttp2_session_callbacks_set_on_header_callback(cbs_raw, on_header);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs_raw, on_frame_recv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs_raw, on_data_chunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(cbs_raw, on_stream_close);
-
-  nghttp2_option* opt_raw;
-  nghttp2_option_new(&opt_raw);
-  std::unique_ptr<nghttp2_option, OptionDeleter> opt(opt_raw);
-  // Windows open only as the client side takes the bytes (consume()).
-  nghttp2_option_set_no_auto_window_update(opt_raw, 1);
-  nghttp2_option_set_no_closed_streams(opt_raw, 1);
-  nghttp2_session_client_new2(&session_, cbs_raw, this, opt_raw);
+  H2Callbacks cbs = make_h2_callbacks();
+  nghttp2_session_callbacks_set_on_header_callback(cbs.get(), on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs.get(), on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs.get(), on_data_chunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs.get(), on_stream_close);
+  nghttp2_session_client_new2(&session_, cbs.get(), this, make_h2_options().get());
 
   std::array<nghttp2_settings_entry, 2> settings = {{
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
@@ -230,15 +215,9 @@ void UpstreamSession::on_transport_read(const char* data, size_t len) {
 void UpstreamSession::on_transport_produce() {
   // Nothing leaves before the connection is up; submitted streams wait.
   if (!tcp_connected_ || state_ == State::closed) return;
-  while (!transport_.write_buffer_full()) {
-    const uint8_t* data;
-    ssize_t n = nghttp2_session_mem_send(session_, &data);
-    if (n < 0) {
-      close(std::string("http2 error: ") + nghttp2_strerror(static_cast<int>(n)));
-      return;
-    }
-    if (n == 0) break;
-    transport_.write({reinterpret_cast<const char*>(data), static_cast<size_t>(n)});
+  if (int rc = send_h2_output(session_, transport_); rc != 0) {
+    close(std::string("http2 error: ") + nghttp2_strerror(rc));
+    return;
   }
   if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) {
     set_state(State::draining);
