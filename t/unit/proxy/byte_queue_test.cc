@@ -1,0 +1,44 @@
+#include "proxy/byte_queue.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace sidemux {
+namespace {
+
+const uint8_t* bytes(const char* s) { return reinterpret_cast<const uint8_t*>(s); }
+std::string str(const ByteQueue& q) { return std::string(reinterpret_cast<const char*>(q.data()), q.size()); }
+
+TEST(ByteQueue, FifoAcrossCompaction) {
+  ByteQueue q;
+  q.append(bytes("hello world"), 11);
+  q.consume(6);
+  EXPECT_EQ(str(q), "world");  // head moved past half: compacted
+  q.append(bytes("!"), 1);
+  EXPECT_EQ(str(q), "world!");
+  q.consume(1);
+  EXPECT_EQ(str(q), "orld!");
+  q.consume(5);
+  EXPECT_TRUE(q.empty());
+  q.append(bytes("x"), 1);
+  EXPECT_EQ(str(q), "x");
+}
+
+TEST(ByteQueue, StreamsManyChunksInOrder) {
+  ByteQueue q;
+  std::string in, out;
+  for (int i = 0; i < 1000; ++i) {
+    std::string chunk = std::to_string(i) + ",";
+    in += chunk;
+    q.append(bytes(chunk.c_str()), chunk.size());
+    size_t take = q.size() / 2 + 1;
+    out.append(reinterpret_cast<const char*>(q.data()), take);
+    q.consume(take);
+  }
+  out += str(q);
+  EXPECT_EQ(in, out);
+}
+
+}  // namespace
+}  // namespace sidemux
