@@ -555,10 +555,10 @@ void convert(const Field& f, Log& out) {
 // 10000 should not start that many.
 constexpr uint32_t kMaxWorkers = 1024;
 
+unsigned cpu_count() { return std::max(1u, std::thread::hardware_concurrency()); }
+
 unsigned workers(const Field& f) {
-  if (f.node.IsScalar() && f.node.Scalar() == "auto") {
-    return std::max(1u, std::thread::hardware_concurrency());
-  }
+  if (f.node.IsScalar() && f.node.Scalar() == "auto") return cpu_count();
   uint32_t count = 0;
   convert(f, count, 1, kMaxWorkers);
   return count;
@@ -589,6 +589,7 @@ void convert_root(const Field& root, Config& out) {
   const Field listeners = m.require("listeners");
   convert_named_list(listeners, out.listeners);
   reject_shared_addresses(listeners, out.listeners);
+  out.workers = cpu_count();
   if (auto found = m.find("workers")) out.workers = workers(*found);
   m.require("cluster", out.cluster);
   out.admin.allow = default_admin_allow();

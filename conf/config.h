@@ -118,7 +118,7 @@ struct Config {
   std::string source;      // file name the config came from
   uint64_t generation = 0; // 1 for the first load, +1 per successful reload
   std::vector<Listener> listeners;
-  unsigned workers = 1;    // "auto" is resolved to the CPU count at load time
+  unsigned workers = 0;    // "auto" (the default) is resolved to the CPU count at load time
   Cluster cluster;
   Limits limits;
   Admin admin;

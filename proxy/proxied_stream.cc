@@ -204,6 +204,7 @@ void ProxiedStream::on_upstream_close(Close kind, uint32_t error_code, std::stri
   member_->stream_ended();
   switch (kind) {
     case Close::done:
+      member_->record_success();
       return;
     case Close::refused:
       if (retryable_ && !response_started_ && !downstream_closed_) {
@@ -215,6 +216,7 @@ void ProxiedStream::on_upstream_close(Close kind, uint32_t error_code, std::stri
       }
       [[fallthrough]];
     case Close::lost:
+      if (kind == Close::lost) member_->record_failure(reason);
       if (!response_started_) {
         end_with_status(static_cast<int>(grpc::Status::unavailable),
                         std::string(member_->name()) + ": " + std::string(reason));
@@ -223,6 +225,7 @@ void ProxiedStream::on_upstream_close(Close kind, uint32_t error_code, std::stri
       }
       return;
     case Close::reset:
+      if (error_code != NGHTTP2_CANCEL) member_->record_failure(reason);
       down_.reset(down_id_, error_code);
       return;
   }

@@ -10,14 +10,12 @@ bool skipped(size_t index, uint64_t tried) { return index < 64 && (tried >> inde
 
 }  // namespace
 
-bool eligible(const Member& m) { return m.health() != Health::unhealthy; }
-
 Balancer::Balancer(conf::Balance policy, uint32_t seed) : policy_(policy), rng_(seed) {}
 
 Member* Balancer::pick(std::span<const std::unique_ptr<Member>> members, uint64_t tried) {
   // Walk the candidates in place rather than collect them: this runs per
   // stream and allocates nothing.
-  auto candidate = [&](size_t i) { return !skipped(i, tried) && eligible(*members[i]); };
+  auto candidate = [&](size_t i) { return !skipped(i, tried) && members[i]->eligible(); };
   size_t n = 0;
   for (size_t i = 0; i < members.size(); ++i) n += candidate(i);
   if (n == 0) return nullptr;

@@ -1,6 +1,7 @@
 // Chooses the member for one stream: least_request (power of two choices on
 // this worker's active streams per member) or round_robin. Members that are
-// unhealthy, or already tried by this stream, are skipped.
+// not eligible (unhealthy or ejected), or already tried by this stream, are
+// skipped.
 #pragma once
 
 #include <cstdint>
@@ -28,7 +29,5 @@ class Balancer {
   size_t next_ = 0;
   std::minstd_rand rng_;
 };
-
-bool eligible(const Member& m);
 
 }  // namespace sidemux::upstream

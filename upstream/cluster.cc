@@ -4,15 +4,21 @@ namespace sidemux::upstream {
 
 Cluster::Cluster(Worker& worker, const conf::Cluster& conf) : balancer_(conf.balance) {
   members_.reserve(conf.members.size());
-  for (const auto& m : conf.members) members_.push_back(std::make_unique<Member>(worker, m));
+  for (const auto& m : conf.members) members_.push_back(std::make_unique<Member>(worker, *this, m));
 }
 
 void Cluster::start() {
-  for (auto& m : members_) m->pool().start();
+  for (auto& m : members_) m->start();
 }
 
 void Cluster::shutdown() {
-  for (auto& m : members_) m->pool().shutdown();
+  for (auto& m : members_) m->stop();
+}
+
+bool Cluster::any_healthy() const {
+  for (const auto& m : members_)
+    if (m->health() == Health::healthy) return true;
+  return false;
 }
 
 size_t Cluster::index_of(const Member& m) const {

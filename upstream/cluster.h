@@ -20,8 +20,8 @@ class Cluster {
  public:
   Cluster(Worker& worker, const conf::Cluster& conf);
 
-  void start();     // open each member's warm connection
-  void shutdown();  // close every member connection
+  void start();     // warm connections and health checks
+  void shutdown();  // stop checks, close every member connection
 
   const std::vector<std::unique_ptr<Member>>& members() const { return members_; }
   size_t index_of(const Member& m) const;
@@ -35,6 +35,7 @@ class Cluster {
     std::string reason;
   };
   Verdict health() const;
+  bool any_healthy() const;
 
  private:
   std::vector<std::unique_ptr<Member>> members_;

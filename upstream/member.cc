@@ -2,6 +2,7 @@
 
 #include "proxy/metric_names.h"
 #include "proxy/worker.h"
+#include "upstream/cluster.h"
 
 namespace sidemux::upstream {
 
@@ -14,18 +15,44 @@ const char* to_string(Health h) {
   return "?";
 }
 
-Member::Member(Worker& worker, const conf::Member& conf)
+Member::Member(Worker& worker, Cluster& cluster, const conf::Member& conf)
     : worker_(worker),
+      cluster_(cluster),
       conf_(conf),
       registry_(worker.metrics()),
       up_(registry_.gauge(metrics::kMemberUp, {conf.name})),
       active_streams_(registry_.gauge(metrics::kMemberActiveStreams, {conf.name})),
       connections_(registry_.gauge(metrics::kUpstreamConnectionsActive, {conf.name})),
       duration_(registry_.histogram(metrics::kUpstreamStreamDuration, {conf.name})),
-      pool_(worker, *this) {
+      pool_(worker, *this),
+      health_check_(worker, *this) {
   // The retry reasons are known, so their series exist from the start.
   for (std::string_view reason : {"connect_failure", "refused_stream"})
     registry_.counter(metrics::kUpstreamRetries, {conf.name, reason});
+}
+
+void Member::start() { health_check_.start(); }
+
+void Member::stop() {
+  health_check_.stop();
+  pool_.shutdown();
+}
+
+void Member::on_health_check(bool ok, std::string reason) {
+  const auto& hc = worker_.config()->cluster.health_check;
+  if (ok) {
+    checks_failed_ = 0;
+    ++checks_passed_;
+    if (health_ != Health::healthy &&
+        (health_ == Health::unknown || checks_passed_ >= hc.healthy_threshold || !cluster_.any_healthy()))
+      set_health(Health::healthy, "");
+    return;
+  }
+  checks_passed_ = 0;
+  ++checks_failed_;
+  if (health_ == Health::unhealthy || health_ == Health::unknown || checks_failed_ >= hc.unhealthy_threshold) {
+    set_health(Health::unhealthy, std::move(reason));
+  }
 }
 
 void Member::set_health(Health h, std::string reason) {
@@ -37,6 +64,19 @@ void Member::set_health(Health h, std::string reason) {
   health_ = h;
   health_reason_ = std::move(reason);
   up_.set(h == Health::healthy ? 1 : 0);
+}
+
+bool Member::ejected() const { return ejected_until_ > uv_now(worker_.loop()); }
+
+void Member::record_failure(std::string_view why) {
+  const auto& outlier = worker_.config()->cluster.outlier;
+  if (++consecutive_failures_ < outlier.consecutive_failures) return;
+  consecutive_failures_ = 0;
+  ejected_until_ = uv_now(worker_.loop()) + static_cast<uint64_t>(outlier.ejection_time.count());
+  if (worker_.index() != 0) return;  // one line per event, as for health
+  worker_.log().warn("member ejected", {{"member", conf_.name},
+                                        {"ejection_ms", static_cast<int64_t>(outlier.ejection_time.count())},
+                                        {"reason", why}});
 }
 
 }  // namespace sidemux::upstream

@@ -1,7 +1,14 @@
-// One cluster member as this worker sees it: address, health, its pool of
-// connections and its stream counts. Health is passive for now: a member is
-// healthy once a connection to it is up, unhealthy when connecting fails,
-// unknown before the first attempt.
+// One cluster member as this worker sees it: address, health, outlier
+// state, its pool of connections and its stream counts.
+//
+// Health comes from active checks (health_check.h): unknown until the first
+// check, whose result counts at once; afterwards unhealthy_threshold failed
+// checks in a row mark the member down and healthy_threshold passed ones
+// bring it back. When no member of the cluster is healthy, one passed check
+// is enough: capacity back soon beats protection against flapping.
+//
+// Outlier ejection is passive: consecutive_failures connect failures, lost
+// connections or member resets in a row eject the member for ejection_time.
 #pragma once
 
 #include <memory>
@@ -9,6 +16,7 @@
 
 #include "conf/config.h"
 #include "proxy/metrics.h"
+#include "upstream/health_check.h"
 #include "upstream/pool.h"
 
 namespace sidemux {
@@ -17,20 +25,33 @@ class Worker;
 
 namespace sidemux::upstream {
 
+class Cluster;
+
 enum class Health { unknown, healthy, unhealthy };
 const char* to_string(Health h);
 
 class Member {
  public:
-  Member(Worker& worker, const conf::Member& conf);
+  Member(Worker& worker, Cluster& cluster, const conf::Member& conf);
   Member(const Member&) = delete;
   Member& operator=(const Member&) = delete;
+
+  void start();  // health checks (the first one opens a connection)
+  void stop();
 
   const std::string& name() const { return conf_.name; }
   const conf::HostPort& address() const { return conf_.address; }
   Health health() const { return health_; }
   const std::string& health_reason() const { return health_reason_; }
+  bool ejected() const;
+  // May take new streams: not known to be down and not ejected.
+  bool eligible() const { return health_ != Health::unhealthy && !ejected(); }
+
+  void on_health_check(bool ok, std::string reason);
   void set_health(Health h, std::string reason);
+  // Outcomes of streams and connects, for outlier ejection.
+  void record_failure(std::string_view why);
+  void record_success() { consecutive_failures_ = 0; }
 
   Pool& pool() { return pool_; }
   int64_t active_streams() const { return active_streams_.value(); }
@@ -44,15 +65,21 @@ class Member {
 
  private:
   Worker& worker_;
+  Cluster& cluster_;
   conf::Member conf_;
   metrics::Registry& registry_;
   Health health_ = Health::unknown;
   std::string health_reason_ = "not checked yet";
-  metrics::Gauge& up_;  // merged across workers by max
+  uint32_t checks_passed_ = 0;  // in a row
+  uint32_t checks_failed_ = 0;  // in a row
+  uint32_t consecutive_failures_ = 0;
+  uint64_t ejected_until_ = 0;  // uv_now() milliseconds
+  metrics::Gauge& up_;          // merged across workers by max
   metrics::Gauge& active_streams_;
   metrics::Gauge& connections_;
   metrics::Histogram& duration_;
   Pool pool_;
+  HealthCheck health_check_;
 };
 
 }  // namespace sidemux::upstream

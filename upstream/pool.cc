@@ -8,9 +8,6 @@
 namespace sidemux::upstream {
 
 namespace {
-// Reconnect backoff after a failed connect: doubles up to the cap.
-constexpr uint64_t kMinBackoffMs = 250;
-constexpr uint64_t kMaxBackoffMs = 5000;
 
 std::unique_ptr<UpstreamSession> take(std::vector<std::unique_ptr<UpstreamSession>>& list, UpstreamSession& s) {
   auto it = std::find_if(list.begin(), list.end(), [&](const auto& p) { return p.get() == &s; });
@@ -21,14 +18,9 @@ std::unique_ptr<UpstreamSession> take(std::vector<std::unique_ptr<UpstreamSessio
 }
 }  // namespace
 
-Pool::Pool(Worker& worker, Member& member) : worker_(worker), member_(member) {
-  uv_timer_init(worker.loop(), &reconnect_timer_);
-  reconnect_timer_.data = this;
-}
+Pool::Pool(Worker& worker, Member& member) : worker_(worker), member_(member) {}
 
 Pool::~Pool() = default;
-
-void Pool::start() { open(); }
 
 UpstreamSession* Pool::open() {
   connecting_.push_back(std::make_unique<UpstreamSession>(worker_, *this, member_));
@@ -62,32 +54,13 @@ void Pool::on_state_change(UpstreamSession& s, UpstreamSession::State old) {
   auto owned = take(list_for(old), s);
   if (!owned) return;
   list_for(s.state()).push_back(std::move(owned));
-  if (s.state() == UpstreamSession::State::ready) {
-    backoff_ms_ = 0;
-    member_.set_health(Health::healthy, "");
-  }
-  if (s.state() == UpstreamSession::State::closed) {
-    member_.connections_gauge().dec();
-    // Keep one connection warm: a member whose last connection went away
-    // is reconnected (with backoff when that keeps failing).
-    if (!shut_down_ && connecting_.empty() && ready_.empty()) schedule_reconnect();
-  }
+  if (s.state() == UpstreamSession::State::ready) member_.record_success();
+  if (s.state() == UpstreamSession::State::closed) member_.connections_gauge().dec();
 }
 
 void Pool::on_connect_failed(UpstreamSession&, const std::string& reason) {
-  member_.set_health(Health::unhealthy, reason);
-  backoff_ms_ = backoff_ms_ == 0 ? kMinBackoffMs : std::min(backoff_ms_ * 2, kMaxBackoffMs);
-}
-
-void Pool::schedule_reconnect() {
-  if (uv_is_active(reinterpret_cast<uv_handle_t*>(&reconnect_timer_))) return;
-  uv_timer_start(
-      &reconnect_timer_,
-      [](uv_timer_t* t) {
-        auto* p = static_cast<Pool*>(t->data);
-        if (!p->shut_down_ && p->connecting_.empty() && p->ready_.empty()) p->open();
-      },
-      backoff_ms_, 0);
+  last_failure_ = reason;
+  member_.record_failure(reason);
 }
 
 void Pool::on_closed(UpstreamSession& s) {
@@ -98,7 +71,6 @@ void Pool::on_closed(UpstreamSession& s) {
 void Pool::shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
-  uv_close(reinterpret_cast<uv_handle_t*>(&reconnect_timer_), nullptr);
   // close() moves each session to closed_, so walk copies of the lists.
   for (List* list : {&connecting_, &ready_, &draining_}) {
     std::vector<UpstreamSession*> sessions;

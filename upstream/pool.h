@@ -7,12 +7,11 @@
 //   draining_    no new streams (member GOAWAY, retirement); closes after its
 //                last stream
 // A closed session leaves every list and is freed from its last close
-// callback. The pool keeps one connection open ("warm") so the member's
-// state is known before the first stream, and reconnects with backoff when
-// connecting fails.
+// callback. Connections open on demand; the member's health checks, which
+// run over the pool, open one every interval while there is none, so a
+// member's state is known before the first stream and a dead member is not
+// reconnected more often than it is checked.
 #pragma once
-
-#include <uv.h>
 
 #include <memory>
 #include <string>
@@ -35,12 +34,12 @@ class Pool {
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
-  void start();  // open the warm connection
   // A session with room for one more stream: a ready one, else a connecting
   // one, else a new connection. nullptr once the pool is shut down.
   UpstreamSession* session_for_new_stream();
   // Close every connection (worker shutdown); handles close on later turns.
   void shutdown();
+  const std::string& last_failure() const { return last_failure_; }
 
   // From sessions.
   void on_state_change(UpstreamSession& s, UpstreamSession::State old);
@@ -51,7 +50,6 @@ class Pool {
   using List = std::vector<std::unique_ptr<UpstreamSession>>;
   List& list_for(UpstreamSession::State state);
   UpstreamSession* open();
-  void schedule_reconnect();
 
   Worker& worker_;
   Member& member_;
@@ -59,9 +57,8 @@ class Pool {
   List ready_;
   List draining_;
   List closed_;  // closing handles; freed in on_closed
-  uv_timer_t reconnect_timer_;
-  uint64_t backoff_ms_ = 0;
   bool shut_down_ = false;
+  std::string last_failure_ = "not connected yet";
 };
 
 }  // namespace sidemux::upstream

@@ -255,7 +255,7 @@ TEST(LoadFile, SampleConfigLoadsWithDefaults) {
   EXPECT_EQ(c.listeners[0].name, "client");
   EXPECT_EQ(c.listeners[0].address.to_string(), "127.0.0.1:2379");
   EXPECT_FALSE(c.listeners[0].tls);
-  EXPECT_EQ(c.workers, 1u);
+  EXPECT_EQ(c.workers, std::max(1u, std::thread::hardware_concurrency()));
 
   ASSERT_EQ(c.cluster.members.size(), 3u);
   const char* const addresses[] = {"127.0.0.1:12379", "127.0.0.1:22379", "127.0.0.1:32379"};
@@ -301,7 +301,7 @@ TEST(LoadString, DefaultsMatchTheSpec) {
   ASSERT_TRUE(c);
   EXPECT_EQ(c->source, "t.yaml");
   EXPECT_EQ(c->generation, 1u);
-  EXPECT_EQ(c->workers, 1u);
+  EXPECT_EQ(c->workers, std::max(1u, std::thread::hardware_concurrency()));  // auto
   EXPECT_EQ(c->listeners[0].address.port, 0);  // 0: the kernel picks a port
   EXPECT_EQ(c->cluster.name, "etcd");
   EXPECT_EQ(c->cluster.balance, Balance::least_request);

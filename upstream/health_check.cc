@@ -1,0 +1,147 @@
+#include "upstream/health_check.h"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstring>
+
+#include "parsers/grpc.h"
+#include "proxy/header_list.h"
+#include "proxy/worker.h"
+#include "upstream/member.h"
+#include "upstream/upstream_session.h"
+
+namespace sidemux::upstream {
+
+namespace {
+
+// An empty HealthCheckRequest (service "") in gRPC framing: uncompressed,
+// length 0.
+constexpr std::array<uint8_t, 5> kRequest = {0, 0, 0, 0, 0};
+// HealthCheckResponse.status is field 1, a varint; SERVING is 1.
+constexpr uint8_t kStatusFieldTag = 0x08;
+constexpr uint8_t kServing = 1;
+
+int to_int(std::string_view v, int fallback) {
+  int n;
+  return std::from_chars(v.data(), v.data() + v.size(), n).ec == std::errc() ? n : fallback;
+}
+
+}  // namespace
+
+HealthCheck::HealthCheck(Worker& worker, Member& member) : worker_(worker), member_(member) {
+  uv_timer_init(worker.loop(), &timer_);
+  timer_.data = this;
+}
+
+HealthCheck::~HealthCheck() = default;
+
+void HealthCheck::start() { arm(0); }
+
+void HealthCheck::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (session_) session_->reset(stream_id_, NGHTTP2_CANCEL);
+  session_ = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
+}
+
+void HealthCheck::arm(uint64_t ms) { uv_timer_start(&timer_, on_timer, ms, 0); }
+
+void HealthCheck::on_timer(uv_timer_t* t) {
+  auto* self = static_cast<HealthCheck*>(t->data);
+  if (self->in_flight_) {
+    self->finish({false, "health check timed out"});
+  } else {
+    self->run();
+  }
+}
+
+void HealthCheck::run() {
+  const auto& hc = worker_.config()->cluster.health_check;
+  in_flight_ = true;
+  request_sent_ = 0;
+  http_status_ = 0;
+  grpc_status_ = -1;
+  grpc_message_.clear();
+  body_len_ = 0;
+  arm(static_cast<uint64_t>(hc.timeout.count()));
+  session_ = member_.pool().session_for_new_stream();
+  if (!session_) {
+    finish({false, "health check: no connection: " + member_.pool().last_failure()});
+    return;
+  }
+  std::string authority = member_.address().to_string();
+  HeaderList fields = {{":method", "POST"},
+                       {":scheme", "http"},
+                       {":authority", authority},
+                       {":path", "/grpc.health.v1.Health/Check"},
+                       {"content-type", "application/grpc"},
+                       {"te", "trailers"},
+                       {"user-agent", "sidemux-health-check"}};
+  auto nva = to_nv(fields);
+  stream_id_ = session_->submit(nva.data(), nva.size(), true, this);
+  if (stream_id_ < 0) {
+    session_ = nullptr;
+    finish({false, std::string("health check: ") + nghttp2_strerror(stream_id_)});
+  }
+}
+
+ssize_t HealthCheck::read_request_body(uint8_t* buf, size_t len, uint32_t* data_flags) {
+  size_t n = std::min(len, kRequest.size() - request_sent_);
+  std::memcpy(buf, kRequest.data() + request_sent_, n);
+  request_sent_ += n;
+  if (request_sent_ == kRequest.size()) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+  return static_cast<ssize_t>(n);
+}
+
+void HealthCheck::on_response_header(std::string_view name, std::string_view value, bool) {
+  if (name == ":status") http_status_ = to_int(value, 0);
+  if (name == "grpc-status") grpc_status_ = to_int(value, -1);
+  if (name == "grpc-message") grpc_message_ = value;
+}
+
+void HealthCheck::on_response_headers_end(bool, bool) {}
+
+void HealthCheck::on_response_data(const uint8_t* data, size_t len, bool) {
+  size_t n = std::min(len, sizeof body_ - body_len_);
+  std::memcpy(body_ + body_len_, data, n);
+  body_len_ += n;
+  if (session_ && len > 0) session_->consume(stream_id_, len);
+}
+
+void HealthCheck::on_upstream_close(Close kind, uint32_t, std::string_view reason) {
+  session_ = nullptr;
+  if (!in_flight_) return;
+  if (kind != Close::done) {
+    finish({false, "health check: " + std::string(reason)});
+    return;
+  }
+  Verdict v = judge(http_status_, grpc_status_, body_, body_len_);
+  if (!v.ok && !grpc_message_.empty()) v.reason += ": " + grpc_message_;
+  finish(std::move(v));
+}
+
+HealthCheck::Verdict HealthCheck::judge(int http_status, int grpc_status, const uint8_t* body, size_t len) {
+  if (http_status != 200) return {false, "health check: HTTP status " + std::to_string(http_status)};
+  if (grpc_status == static_cast<int>(parsers::grpc::Status::unimplemented)) return {true, ""};
+  if (grpc_status != 0) {
+    return {false, "health check: grpc-status " + std::string(parsers::grpc::status_name(grpc_status))};
+  }
+  // 5-byte prefix, then the message: tag of field 1 and the status varint.
+  bool serving = len >= 7 && body[0] == 0 && body[5] == kStatusFieldTag && body[6] == kServing;
+  if (!serving) return {false, "health check: member is not SERVING"};
+  return {true, ""};
+}
+
+void HealthCheck::finish(Verdict verdict) {
+  in_flight_ = false;
+  if (session_) {
+    session_->reset(stream_id_, NGHTTP2_CANCEL);
+    session_ = nullptr;
+  }
+  member_.on_health_check(verdict.ok, std::move(verdict.reason));
+  if (!stopped_) arm(static_cast<uint64_t>(worker_.config()->cluster.health_check.interval.count()));
+}
+
+}  // namespace sidemux::upstream

@@ -1,0 +1,71 @@
+// Active health checking of one member from one worker:
+// grpc.health.v1.Health/Check with service "" every health_check.interval,
+// over the member's pooled HTTP/2 connections, failed when no answer came
+// within health_check.timeout. The Member turns results into its health
+// with the configured thresholds.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <string>
+
+#include "upstream/stream_handler.h"
+
+namespace sidemux {
+class Worker;
+}
+
+namespace sidemux::upstream {
+
+class Member;
+class UpstreamSession;
+
+class HealthCheck final : public StreamHandler {
+ public:
+  HealthCheck(Worker& worker, Member& member);
+  ~HealthCheck() override;
+  HealthCheck(const HealthCheck&) = delete;
+  HealthCheck& operator=(const HealthCheck&) = delete;
+
+  void start();  // the first check runs at once
+  void stop();   // cancel a check in flight; the timer closes on a later turn
+
+  // What a check's answer means; exposed for unit tests.
+  struct Verdict {
+    bool ok;
+    std::string reason;
+  };
+  // grpc-status -1 means the answer carried none. UNIMPLEMENTED counts as
+  // healthy: the member answers gRPC but registers no health service.
+  static Verdict judge(int http_status, int grpc_status, const uint8_t* body, size_t len);
+
+  // StreamHandler
+  void on_response_header(std::string_view name, std::string_view value, bool trailer) override;
+  void on_response_headers_end(bool trailer, bool end_stream) override;
+  void on_response_data(const uint8_t* data, size_t len, bool end_stream) override;
+  ssize_t read_request_body(uint8_t* buf, size_t len, uint32_t* data_flags) override;
+  void on_upstream_close(Close kind, uint32_t error_code, std::string_view reason) override;
+
+ private:
+  static void on_timer(uv_timer_t* t);
+  void run();
+  void finish(Verdict verdict);
+  void arm(uint64_t ms);
+
+  Worker& worker_;
+  Member& member_;
+  uv_timer_t timer_;  // next check, or the timeout of the one in flight
+  UpstreamSession* session_ = nullptr;
+  int32_t stream_id_ = -1;
+  bool in_flight_ = false;
+  bool stopped_ = false;
+  size_t request_sent_ = 0;
+  int http_status_ = 0;
+  int grpc_status_ = -1;
+  std::string grpc_message_;
+  uint8_t body_[16];  // a HealthCheckResponse is 2 bytes after its 5-byte prefix
+  size_t body_len_ = 0;
+};
+
+}  // namespace sidemux::upstream
