@@ -5,7 +5,7 @@
 #include <netinet/in.h>
 
 #include "proxy/metric_names.h"
-#include "proxy/worker.h"
+#include "t/unit/support/test_worker.h"
 
 namespace sidemux {
 namespace {
@@ -19,38 +19,16 @@ sockaddr_in ipv4(const char* addr) {
 
 class LocalHandlers : public ::testing::Test {
  protected:
-  static std::shared_ptr<const conf::Config> load() {
-    auto loaded = conf::load_string(
-        "listeners: [{name: client, address: '127.0.0.1:0'}]\n"
-        "cluster: {members: [{name: m1, address: '127.0.0.1:1'}, {name: m2, address: '127.0.0.1:2'}]}\n",
-        "test.yaml");
-    EXPECT_TRUE(loaded) << loaded.error;
-    return loaded.config;
-  }
-
-  // A real worker whose loop never starts: no listeners, no member
-  // connections, just the state the handlers read.
-  LocalHandlers() : config(load()), worker(0, shared, registry, config, {}) {
-    shared.registries.push_back(&registry);
-  }
-  ~LocalHandlers() override {
-    // Close the worker's handles the way a drain does.
-    worker.drain([] {});
-    uv_run(worker.loop(), UV_RUN_DEFAULT);
-  }
-
-  upstream::Cluster& cluster() { return worker.cluster(); }
+  upstream::Cluster& cluster() { return w.cluster(); }
 
   LocalResponse get(std::string_view target, const char* from = "127.0.0.1", std::string_view method = "GET") {
     sockaddr_in peer = ipv4(from);
-    return handle_local({method, target, reinterpret_cast<sockaddr*>(&peer)}, worker.local_context());
+    return handle_local({method, target, reinterpret_cast<sockaddr*>(&peer)}, w.worker.local_context());
   }
 
-  Logger log{-1};
-  SharedState shared{log};
-  metrics::Registry registry;
-  std::shared_ptr<const conf::Config> config;
-  Worker worker;
+  unit::TestWorker w{
+      "listeners: [{name: client, address: '127.0.0.1:0'}]\n"
+      "cluster: {members: [{name: m1, address: '127.0.0.1:1'}, {name: m2, address: '127.0.0.1:2'}]}\n"};
 };
 
 TEST_F(LocalHandlers, HealthIsUnavailableUntilAMemberIsHealthy) {

@@ -4,50 +4,31 @@
 
 #include <map>
 
-#include "proxy/worker.h"
+#include "t/unit/support/test_worker.h"
 #include "upstream/cluster.h"
 
 namespace sidemux::upstream {
 namespace {
 
-// Members need a worker (registry, loop for their pools); its loop never
-// runs and no connection is opened.
+constexpr const char* kThreeMembers =
+    "listeners: [{name: client, address: '127.0.0.1:0'}]\n"
+    "cluster:\n  members: [{name: a, address: '127.0.0.1:1'}, {name: b, address: '127.0.0.1:2'},"
+    " {name: c, address: '127.0.0.1:3'}]\n";
+
 class BalancerTest : public ::testing::Test {
  protected:
-  static std::shared_ptr<const conf::Config> load(const char* balance) {
-    std::string yaml =
-        "listeners: [{name: client, address: '127.0.0.1:0'}]\n"
-        "cluster:\n  balance: " + std::string(balance) +
-        "\n  members: [{name: a, address: '127.0.0.1:1'}, {name: b, address: '127.0.0.1:2'},"
-        " {name: c, address: '127.0.0.1:3'}]\n";
-    auto loaded = conf::load_string(yaml, "test.yaml");
-    EXPECT_TRUE(loaded) << loaded.error;
-    return loaded.config;
-  }
-
-  explicit BalancerTest(const char* balance = "least_request")
-      : config(load(balance)), worker(0, shared, registry, config, {}) {}
-  ~BalancerTest() override {
-    worker.drain([] {});
-    uv_run(worker.loop(), UV_RUN_DEFAULT);
-  }
-
-  Member& member(size_t i) { return *worker.cluster().members()[i]; }
+  Member& member(size_t i) { return w.member(i); }
 
   std::map<std::string, int> pick_many(Balancer& b, int n, uint64_t tried = 0) {
     std::map<std::string, int> counts;
     for (int i = 0; i < n; ++i) {
-      Member* m = b.pick(worker.cluster().members(), tried);
+      Member* m = b.pick(w.cluster().members(), tried);
       counts[m ? m->name() : "none"]++;
     }
     return counts;
   }
 
-  Logger log{-1};
-  SharedState shared{log};
-  metrics::Registry registry;
-  std::shared_ptr<const conf::Config> config;
-  Worker worker;
+  unit::TestWorker w{kThreeMembers};
 };
 
 TEST_F(BalancerTest, RoundRobinCyclesThroughEligibleMembers) {

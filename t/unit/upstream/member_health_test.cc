@@ -1,0 +1,97 @@
+#include <gtest/gtest.h>
+
+#include "t/unit/support/test_worker.h"
+#include "upstream/cluster.h"
+#include "upstream/health_check.h"
+
+namespace sidemux::upstream {
+namespace {
+
+constexpr const char* kConfig =
+    "listeners: [{name: client, address: '127.0.0.1:0'}]\n"
+    "cluster:\n"
+    "  members: [{name: a, address: '127.0.0.1:1'}, {name: b, address: '127.0.0.1:2'}]\n"
+    "  health_check: {unhealthy_threshold: 3, healthy_threshold: 2}\n"
+    "  outlier: {consecutive_failures: 3, ejection_time: 1h}\n";
+
+TEST(HealthCheckJudge, ServingIsHealthy) {
+  const uint8_t serving[] = {0, 0, 0, 0, 2, 0x08, 0x01};
+  EXPECT_TRUE(HealthCheck::judge(200, 0, serving, sizeof serving).ok);
+}
+
+TEST(HealthCheckJudge, NotServingAndErrorsAreUnhealthy) {
+  const uint8_t not_serving[] = {0, 0, 0, 0, 2, 0x08, 0x02};
+  auto v = HealthCheck::judge(200, 0, not_serving, sizeof not_serving);
+  EXPECT_FALSE(v.ok);
+  EXPECT_EQ(v.reason, "health check: member is not SERVING");
+  // An empty message is status UNKNOWN (0), not SERVING.
+  const uint8_t empty[] = {0, 0, 0, 0, 0};
+  EXPECT_FALSE(HealthCheck::judge(200, 0, empty, sizeof empty).ok);
+  EXPECT_EQ(HealthCheck::judge(200, 14, nullptr, 0).reason, "health check: grpc-status UNAVAILABLE");
+  EXPECT_EQ(HealthCheck::judge(503, -1, nullptr, 0).reason, "health check: HTTP status 503");
+  EXPECT_FALSE(HealthCheck::judge(200, -1, nullptr, 0).ok);
+}
+
+TEST(HealthCheckJudge, MemberWithoutHealthServiceCountsAsHealthy) {
+  EXPECT_TRUE(HealthCheck::judge(200, 12, nullptr, 0).ok);
+}
+
+TEST(MemberHealth, FirstResultCountsAtOnceThenThresholds) {
+  unit::TestWorker w(kConfig);
+  Member& a = w.member(0);
+  Member& b = w.member(1);
+  EXPECT_EQ(a.health(), Health::unknown);
+  EXPECT_TRUE(a.eligible());  // unknown members may take streams
+
+  a.on_health_check(true, "");
+  b.on_health_check(true, "");
+  EXPECT_EQ(a.health(), Health::healthy);
+
+  a.on_health_check(false, "x");
+  a.on_health_check(false, "x");
+  EXPECT_EQ(a.health(), Health::healthy) << "below unhealthy_threshold";
+  a.on_health_check(false, "health check timed out");
+  EXPECT_EQ(a.health(), Health::unhealthy);
+  EXPECT_EQ(a.health_reason(), "health check timed out");
+  EXPECT_FALSE(a.eligible());
+
+  // b is healthy, so a needs healthy_threshold passes in a row.
+  a.on_health_check(true, "");
+  EXPECT_EQ(a.health(), Health::unhealthy);
+  a.on_health_check(false, "x");
+  a.on_health_check(true, "");
+  EXPECT_EQ(a.health(), Health::unhealthy) << "a failure resets the count";
+  a.on_health_check(true, "");
+  EXPECT_EQ(a.health(), Health::healthy);
+}
+
+TEST(MemberHealth, OnePassIsEnoughWhenNoMemberIsHealthy) {
+  unit::TestWorker w(kConfig);
+  Member& a = w.member(0);
+  Member& b = w.member(1);
+  a.on_health_check(false, "down");
+  b.on_health_check(false, "down");
+  EXPECT_FALSE(w.cluster().any_healthy());
+  EXPECT_EQ(w.cluster().pick(0), nullptr) << "every member down: fail fast";
+  b.on_health_check(true, "");
+  EXPECT_EQ(b.health(), Health::healthy);
+  EXPECT_EQ(w.cluster().pick(0), &b);
+}
+
+TEST(MemberOutlier, ConsecutiveFailuresEject) {
+  unit::TestWorker w(kConfig);
+  Member& a = w.member(0);
+  a.record_failure("reset");
+  a.record_failure("reset");
+  a.record_success();  // a success resets the run
+  a.record_failure("reset");
+  a.record_failure("reset");
+  EXPECT_FALSE(a.ejected());
+  a.record_failure("connect: connection refused");
+  EXPECT_TRUE(a.ejected());
+  EXPECT_FALSE(a.eligible());
+  EXPECT_EQ(w.cluster().pick(0), &w.member(1));
+}
+
+}  // namespace
+}  // namespace sidemux::upstream
