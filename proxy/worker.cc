@@ -135,17 +135,19 @@ void Worker::unschedule(Transport* t) {
   if (!t->scheduled) return;
   t->scheduled = false;
   std::erase(scheduled_, t);
-  std::erase(producing_, t);
+  // on_prepare() may be walking producing_ right now: blank the entry
+  // rather than shift the ones after it past the walk.
+  std::replace(producing_.begin(), producing_.end(), t, static_cast<Transport*>(nullptr));
 }
 
 void Worker::on_prepare() {
-  // Runs before the loop polls: every connection touched since the last
-  // turn produces its output and writes it in one batch.
+  // Runs before the loop polls: every transport touched since the last turn
+  // produces its output and writes it in one batch.
   for (int pass = 0; pass < kMaxProducePasses && !scheduled_.empty(); ++pass) {
     producing_.swap(scheduled_);
-    // Index loop: unschedule() may erase from producing_ while we iterate.
     for (size_t i = 0; i < producing_.size(); ++i) {
       Transport* t = producing_[i];
+      if (!t) continue;
       t->scheduled = false;
       t->produce_and_flush();
     }

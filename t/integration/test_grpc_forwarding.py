@@ -7,11 +7,10 @@ GetStats, which the tests call on the servers directly (not through sidemux).
 """
 
 import hashlib
-import os
 import queue
 import random
 import shutil
-import signal
+import socket
 import tempfile
 import threading
 import time
@@ -44,11 +43,6 @@ def gen():
         yield pb2, pb2_grpc, gen_dir
     finally:
         shutil.rmtree(gen_dir, ignore_errors=True)
-
-
-@pytest.fixture
-def pb2(gen):
-    return gen[0]
 
 
 def start_servers(gen_dir, names=SERVER_NAMES):
@@ -164,10 +158,6 @@ def stub(gen, sm):
         ch.close()
 
 
-def direct_stub(gen, server):
-    return gen[1].EchoStub(channel(server.port))
-
-
 def server_stats(gen, servers):
     """{name: Stats} fetched from each server directly."""
     out = {}
@@ -204,6 +194,19 @@ def vm_hwm_mib(pid):
 
 def access_lines(sm):
     return [e for e in sm.log_lines() if e.get("msg") == "access"]
+
+
+def wait_new_access(sm, since, predicate, timeout=5.0):
+    """Wait for an access line, among those logged after the first `since` ones, that satisfies predicate."""
+    deadline = time.monotonic() + timeout
+    for _ in range(500):
+        for e in access_lines(sm)[since:]:
+            if predicate(e):
+                return e
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.01)
+    return None
 
 
 def wait_access_count(sm, n, timeout=5.0):
@@ -367,6 +370,7 @@ def test_8mib_messages_both_ways(gen, stub):
 def test_client_cancel_reaches_server(gen, stub, servers, sm):
     pb2 = gen[0]
     call_id = f"cancel-{uuid.uuid4().hex[:8]}"
+    logged = len(access_lines(sm))
     fut = stub.Slow.future(pb2.SlowRequest(ms=10000, call_id=call_id), timeout=30)
     started = find_events(gen, servers, call_id, "started", timeout=5)
     assert started, "the Slow call never reached a server"
@@ -377,9 +381,9 @@ def test_client_cancel_reaches_server(gen, stub, servers, sm):
     assert seen[0] == started[0]
     delay = seen[1].at - t_cancel
     assert delay < 1.0, f"server saw the cancellation {delay:.3f}s after the client cancelled"
-    line = sm.wait_log(lambda e: e.get("msg") == "access" and e.get("path") == "/sidemuxtest.Echo/Slow"
-                       and e.get("grpc_status") == "CANCELLED", timeout=5)
-    assert line, "no access line with grpc_status CANCELLED for the cancelled call"
+    line = wait_new_access(sm, logged, lambda e: e.get("path") == "/sidemuxtest.Echo/Slow")
+    assert line, "no access line for the cancelled call"
+    assert line["grpc_status"] == "CANCELLED", line
     assert line["member"] == started[0], line
 
 
@@ -404,6 +408,7 @@ def test_grpc_timeout_enforced_by_sidemux(gen, sm, servers):
     call_id = f"h2deadline-{uuid.uuid4().hex[:8]}"
     msg = pb2.SlowRequest(ms=2000, call_id=call_id).SerializeToString()
     frame = b"\x00" + len(msg).to_bytes(4, "big") + msg
+    logged = len(access_lines(sm))
     with H2Client(sm.port, timeout=5) as c:
         t0 = time.monotonic()
         sid = c.request("/sidemuxtest.Echo/Slow", "POST",
@@ -419,6 +424,8 @@ def test_grpc_timeout_enforced_by_sidemux(gen, sm, servers):
     seen = find_events(gen, servers, call_id, "cancelled", timeout=3)
     assert seen, "sidemux did not cancel the member stream at the deadline"
     assert seen[1].at - t0 < 1.0, f"member stream cancelled {seen[1].at - t0:.3f}s after the request"
+    line = wait_new_access(sm, logged, lambda e: e.get("path") == "/sidemuxtest.Echo/Slow")
+    assert line and line["grpc_status"] == "DEADLINE_EXCEEDED" and line["member"] == seen[0], line
 
 
 # --------------------------------------------------------------------------
@@ -432,6 +439,7 @@ def test_200_concurrent_calls_spread_over_members(gen, stub, servers):
     replies = [f.result() for f in futs]
     elapsed = time.monotonic() - t0
     counts = Counter(r.server for r in replies)
+    print(f"spread: {dict(counts)} in {elapsed:.2f}s")
     assert sum(counts.values()) == 200
     assert set(counts) == set(servers), counts
     for name in servers:
@@ -457,8 +465,14 @@ def test_round_robin_rotates_per_stream(gen, runner, servers):
 # Fairness and backpressure
 
 
-def test_ticker_not_starved_by_download(gen, runner, servers):
-    """One channel, one member: a 100 MiB download must not hold back a 100 ms ticker."""
+@pytest.mark.parametrize("pace", [0.0, 0.025], ids=["full_speed", "paced_reader"])
+def test_ticker_not_starved_by_download(gen, runner, servers, pace):
+    """One channel, one member: a 100 MiB download must not hold back a 100 ms ticker.
+
+    full_speed: the download runs as fast as the client takes it.
+    paced_reader: the client takes a 1 MiB message every 25 ms (~2.5 s), so
+    the download stream sits at its flow-control limit most of the time.
+    """
     pb2 = gen[0]
     sm = runner.start(cluster_config(members_of(servers, ["s1"])), wait_members=["s1"])
     ch = channel(sm.port)
@@ -489,6 +503,8 @@ def test_ticker_not_starved_by_download(gen, runner, servers):
             assert chunk.seq == chunks
             total += len(chunk.data)
             chunks += 1
+            if pace:
+                time.sleep(pace)
         dl_end = time.monotonic()
         assert (chunks, total) == (100, 100 * MIB)
         # two more ticks after the download: the ticker is still alive
@@ -509,20 +525,17 @@ def test_ticker_not_starved_by_download(gen, runner, servers):
     during = [t for t in ticks if dl_start <= t[2] <= dl_end]
     info = (f"download {dl_end - dl_start:.2f}s, {len(during)} ticks during it, "
             f"worst latency {worst[1]:.3f}s at tick {worst[0]}")
+    print(info)
+    if pace:
+        assert dl_end - dl_start >= 100 * pace, info
+        # a tick every 100 ms all through the download
+        assert len(during) >= int((dl_end - dl_start) / 0.1) - 3, info
     assert worst[1] < 1.0, info
     # Against the server's 100 ms schedule too: a send that blocked in the
     # server shows up as lateness rather than as latency.
     t0 = ticks[0][1]
     late = max(recv - (t0 + seq * 0.1) for seq, _, recv in ticks)
     assert late < 1.0, f"a tick arrived {late:.3f}s behind schedule; {info}"
-
-
-def _watch_rss(pid, stop, out):
-    while not stop.wait(0.1):
-        try:
-            out.append(vm_hwm_mib(pid))
-        except (OSError, AssertionError):
-            return
 
 
 def test_backpressure_download_to_slow_client(gen, runner, servers):
@@ -544,6 +557,7 @@ def test_backpressure_download_to_slow_client(gen, runner, servers):
         ch.close()
     elapsed = time.monotonic() - t0
     hwm = vm_hwm_mib(sm.pid)
+    print(f"download: {elapsed:.1f}s, sidemux VmHWM {base:.1f} -> {hwm:.1f} MiB")
     assert (chunks, total) == (200, 200 * MIB)
     assert hwm < RSS_LIMIT_MIB, f"sidemux peak RSS {hwm:.1f} MiB (at start {base:.1f} MiB) over {elapsed:.1f}s"
 
@@ -569,6 +583,8 @@ def test_backpressure_upload_to_slow_server(gen, runner, servers):
         ch.close()
     elapsed = time.monotonic() - t0
     hwm = vm_hwm_mib(sm.pid)
+    print(f"upload: {elapsed:.1f}s, sidemux VmHWM {base:.1f} -> {hwm:.1f} MiB, "
+          f"client done sending {summary.last_at - sent_done[0] if sent_done else None}s before the server")
     assert (summary.count, summary.bytes, summary.sha256) == (200, 200 * MIB, "out_of_order=0"), summary
     assert summary.last_at - summary.first_at > 5, "the server did not read slowly"
     assert hwm < RSS_LIMIT_MIB, f"sidemux peak RSS {hwm:.1f} MiB (at start {base:.1f} MiB) over {elapsed:.1f}s"
@@ -581,7 +597,7 @@ def test_backpressure_upload_to_slow_server(gen, runner, servers):
 # No member can take the stream
 
 
-def _assert_unavailable(stub, pb2, label):
+def _assert_unavailable(stub, pb2, label, limit):
     t0 = time.monotonic()
     with pytest.raises(grpc.RpcError) as info:
         stub.Unary(pb2.Msg(seq=1, payload=b"x"), timeout=10)
@@ -589,19 +605,64 @@ def _assert_unavailable(stub, pb2, label):
     err = info.value
     assert err.code() == grpc.StatusCode.UNAVAILABLE, (label, err.code(), err.details())
     details = err.details() or ""
-    assert elapsed < CONNECT_TIMEOUT_S, f"{label}: UNAVAILABLE after {elapsed:.2f}s ({details!r})"
+    assert elapsed < limit, f"{label}: UNAVAILABLE after {elapsed:.3f}s, limit {limit}s ({details!r})"
     return details
 
 
-@pytest.mark.parametrize("how", ["closed_ports", "servers_stopped"])
+class Blackhole:
+    """A listening socket whose accept queue is full: connects to it hang (SYNs are dropped)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind((HOST, 0))
+        self.sock.listen(0)
+        self.fillers = []
+        for _ in range(3):  # listen(0) queues one connection; later SYNs are dropped
+            f = socket.socket()
+            f.settimeout(0.2)
+            try:
+                f.connect(self.sock.getsockname())
+            except OSError:
+                pass
+            self.fillers.append(f)
+        probe = socket.socket()
+        probe.settimeout(0.2)
+        try:
+            with pytest.raises(OSError):
+                probe.connect(self.sock.getsockname())
+        finally:
+            probe.close()
+
+    @property
+    def address(self):
+        return f"{HOST}:{self.sock.getsockname()[1]}"
+
+    def close(self):
+        for f in self.fillers:
+            f.close()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("how", ["closed_ports", "servers_stopped", "connect_hangs"])
 def test_no_member_gives_unavailable(gen, runner, how):
+    """No member can take the stream: UNAVAILABLE naming the cause, within connect_timeout.
+
+    Refused connects fail at once (well inside connect_timeout). Connects that
+    hang fail when the connect timeout fires, which started with sidemux just
+    before the call: allow 250 ms of scheduling on top, not a second timeout
+    per retry.
+    """
     pb2 = gen[0]
+    first_limit = CONNECT_TIMEOUT_S + 0.25 if how == "connect_hangs" else 1.0
     names = ["m1", "m2", "m3"]
     own = []
+    holes = []
     try:
         if how == "closed_ports":
-            members = [(n, f"{HOST}:{dead_port()}") for n in names]
-            sm = runner.start(cluster_config(members))
+            sm = runner.start(cluster_config([(n, f"{HOST}:{dead_port()}") for n in names]))
+        elif how == "connect_hangs":
+            holes = [Blackhole() for _ in names]
+            sm = runner.start(cluster_config([(n, h.address) for n, h in zip(names, holes)]))
         else:
             own = start_servers(gen[2], names)
             sm = runner.start(cluster_config([(s.name, s.address) for s in own]), wait_members=names)
@@ -612,26 +673,176 @@ def test_no_member_gives_unavailable(gen, runner, how):
                 assert stub.Unary(pb2.Msg(seq=1), timeout=10).server in names
                 for s in own:
                     s.stop()
-            # right away (connections failing) and once every member is known down
-            first = _assert_unavailable(stub, pb2, "first call")
+            # right away (connections failing or still connecting) and once every member is known down
+            first = _assert_unavailable(stub, pb2, "first call", first_limit)
             deadline = time.monotonic() + 10
             while sm.get("/health").status != 503 and time.monotonic() < deadline:
                 time.sleep(0.02)
             assert sm.get("/health").status == 503
-            later = _assert_unavailable(stub, pb2, "call with every member down")
+            later = _assert_unavailable(stub, pb2, "call with every member down", 1.0)
         finally:
             ch.close()
     finally:
         for s in own:
             s.stop()
+        for h in holes:
+            h.close()
+    print(f"{how}: first {first!r}; later {later!r}")
     for details in (first, later):
         assert details, "UNAVAILABLE without a grpc-message"
         low = details.lower()
         assert any(n in details for n in names), f"grpc-message names no member: {details!r}"
-        assert any(w in low for w in ("refused", "connect", "unhealthy", "down", "reset", "closed", "goaway")), \
-            f"grpc-message gives no cause: {details!r}"
+        assert any(w in low for w in ("refused", "timed out", "timeout", "unhealthy", "reset", "closed",
+                                      "goaway")), f"grpc-message gives no cause: {details!r}"
     lines = [e for e in access_lines(sm) if e.get("path") == "/sidemuxtest.Echo/Unary"]
     assert [e.get("grpc_status") for e in lines][-2:] == ["UNAVAILABLE", "UNAVAILABLE"], lines
+
+
+# --------------------------------------------------------------------------
+# Members that refuse or reset streams (a raw HTTP/2 member written with h2)
+
+
+class FakeMember:
+    """A plaintext HTTP/2 server that answers every stream with one behaviour.
+
+    refuse:   RST_STREAM(REFUSED_STREAM) before any response
+    goaway:   GOAWAY(last_stream_id=0, NO_ERROR), then closes the connection
+    goaway_keep_open: the same GOAWAY, and the connection stays open until sidemux closes it
+    reset:    response HEADERS and one gRPC message, then RST_STREAM(reset_code)
+    """
+
+    def __init__(self, behaviour, reset_code=2):
+        self.behaviour = behaviour
+        self.reset_code = reset_code
+        self.streams = 0  # request HEADERS received
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.bind((HOST, 0))
+        self.sock.listen(64)
+        self.stopping = False
+        self.conns = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self):
+        return f"{HOST}:{self.sock.getsockname()[1]}"
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, sock):
+        import h2.config
+        import h2.connection
+        import h2.events
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        conn.initiate_connection()
+        try:
+            sock.sendall(conn.data_to_send())
+            while not self.stopping:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                close = False
+                for ev in conn.receive_data(data):
+                    if isinstance(ev, h2.events.RequestReceived):
+                        with self.lock:
+                            self.streams += 1
+                        sid = ev.stream_id
+                        if self.behaviour == "refuse":
+                            conn.reset_stream(sid, 7)  # REFUSED_STREAM
+                        elif self.behaviour in ("goaway", "goaway_keep_open"):
+                            conn.close_connection(error_code=0, last_stream_id=0)
+                            close = self.behaviour == "goaway"
+                        else:
+                            conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc")])
+                            conn.send_data(sid, b"\x00\x00\x00\x00\x02\x08\x01")
+                            conn.reset_stream(sid, self.reset_code)
+                    elif isinstance(ev, h2.events.DataReceived):
+                        conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                out = conn.data_to_send()
+                if out:
+                    sock.sendall(out)
+                if close:
+                    return
+        except Exception:
+            return
+        finally:
+            sock.close()
+
+    def close(self):
+        self.stopping = True
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+@pytest.mark.parametrize("behaviour,reason", [("refuse", "refused_stream"), ("goaway", None),
+                                              ("goaway_keep_open", None)])
+def test_stream_that_never_reached_a_member_is_retried(gen, runner, servers, behaviour, reason):
+    pb2 = gen[0]
+    fake = FakeMember(behaviour)
+    try:
+        sm = runner.start(cluster_config([("bad", fake.address), ("s1", servers["s1"].address)]),
+                          wait_members=["s1"])
+        before = server_stats(gen, {"s1": servers["s1"]})["s1"]
+        ch = channel(sm.port)
+        try:
+            stub = gen[1].EchoStub(ch)
+            replies = [stub.Unary(pb2.Msg(seq=i, payload=b"r"), timeout=10) for i in range(20)]
+        finally:
+            ch.close()
+        after = server_stats(gen, {"s1": servers["s1"]})["s1"]
+        refused = fake.streams
+    finally:
+        fake.close()
+    assert [r.server for r in replies] == ["s1"] * 20
+    assert after.ok.get("Unary", 0) - before.ok.get("Unary", 0) == 20, "a retried call ran twice or not at all"
+    assert refused >= 1, "the balancer never tried the refusing member (20 calls, 2 members)"
+    m = sm.metrics()
+    retries = m.sum("sidemux_upstream_retries_total", member="bad")
+    assert retries >= 1, m.series("sidemux_upstream_retries_total")
+    if reason:
+        assert m.value("sidemux_upstream_retries_total", member="bad", reason=reason) == refused, \
+            (refused, m.series("sidemux_upstream_retries_total"))
+
+
+@pytest.mark.parametrize("code", [2, 8], ids=["INTERNAL_ERROR", "CANCEL"])
+def test_member_reset_resets_client_stream(gen, runner, code):
+    pb2 = gen[0]
+    fake = FakeMember("reset", reset_code=code)
+    try:
+        sm = runner.start(cluster_config([("bad", fake.address)]), wait_members=["bad"])
+        msg = pb2.Msg(seq=1).SerializeToString()
+        with H2Client(sm.port, timeout=5) as c:
+            sid = c.grpc_request("/sidemuxtest.Echo/Unary", msg)
+            st = c.wait([sid], timeout=5)[0]
+        # the member's reset arrives as a reset, with its code; not turned into a status
+        assert st.reset == code, f"client stream: reset {st.reset}, events {st.events}, trailers {st.trailers}"
+        fields = dict((st.headers or []) + (st.trailers or []))
+        assert "grpc-status" not in fields, (st.headers, st.trailers)
+        # the stream reached the member: it is not replayed
+        assert fake.streams == 1
+        ch = channel(sm.port)
+        try:
+            with pytest.raises(grpc.RpcError) as info:
+                gen[1].EchoStub(ch).Unary(pb2.Msg(seq=2), timeout=10)
+        finally:
+            ch.close()
+        want = {2: grpc.StatusCode.INTERNAL, 8: grpc.StatusCode.CANCELLED}[code]
+        assert info.value.code() == want, (info.value.code(), info.value.details())
+        assert fake.streams == 2
+    finally:
+        fake.close()
 
 
 # --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ temporary directory.
 import argparse
 import functools
 import hashlib
+import inspect
 import os
 import shutil
 import signal
@@ -106,7 +107,6 @@ def tracked(method):
             finally:
                 self.tracker.end(method, state, ok)
 
-        import inspect
         return streaming if inspect.isgeneratorfunction(fn) else unary
 
     return deco
