@@ -665,7 +665,11 @@ def test_no_member_gives_unavailable(gen, runner, how):
             sm = runner.start(cluster_config([(n, h.address) for n, h in zip(names, holes)]))
         else:
             own = start_servers(gen[2], names)
-            sm = runner.start(cluster_config([(s.name, s.address) for s in own]), wait_members=names)
+            # /health follows the active checks: a member is down after
+            # unhealthy_threshold (3) failed checks, so check often here.
+            sm = runner.start(cluster_config([(s.name, s.address) for s in own],
+                                             health_check={"interval": "250ms", "timeout": "200ms"}),
+                              wait_members=names)
         ch = channel(sm.port)
         stub = gen[1].EchoStub(ch)
         try:
@@ -709,6 +713,9 @@ class FakeMember:
     goaway:   GOAWAY(last_stream_id=0, NO_ERROR), then closes the connection
     goaway_keep_open: the same GOAWAY, and the connection stays open until sidemux closes it
     reset:    response HEADERS and one gRPC message, then RST_STREAM(reset_code)
+
+    grpc.health.v1 checks are answered SERVING, so sidemux's active health
+    checks keep the member up and the behaviour meets real streams.
     """
 
     def __init__(self, behaviour, reset_code=2):
@@ -752,9 +759,14 @@ class FakeMember:
                 close = False
                 for ev in conn.receive_data(data):
                     if isinstance(ev, h2.events.RequestReceived):
+                        sid = ev.stream_id
+                        if dict(ev.headers).get(":path") == "/grpc.health.v1.Health/Check":
+                            conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc")])
+                            conn.send_data(sid, b"\x00\x00\x00\x00\x02\x08\x01")  # SERVING
+                            conn.send_headers(sid, [("grpc-status", "0")], end_stream=True)
+                            continue
                         with self.lock:
                             self.streams += 1
-                        sid = ev.stream_id
                         if self.behaviour == "refuse":
                             conn.reset_stream(sid, 7)  # REFUSED_STREAM
                         elif self.behaviour in ("goaway", "goaway_keep_open"):
