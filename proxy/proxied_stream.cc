@@ -105,7 +105,7 @@ void ProxiedStream::attempt(std::string_view last_failure) {
     }
     member_ = m;
   }
-  if (failure.empty()) failure = cluster.health().reason;
+  if (failure.empty()) failure = cluster.unavailable_reason();
   end_with_status(static_cast<int>(grpc::Status::unavailable), failure);
 }
 

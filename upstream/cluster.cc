@@ -27,20 +27,43 @@ size_t Cluster::index_of(const Member& m) const {
   return members_.size();
 }
 
-Cluster::Verdict Cluster::health() const {
-  std::string reason = "no healthy member (";
-  for (size_t i = 0; i < members_.size(); ++i) {
-    const Member& m = *members_[i];
-    if (m.health() == Health::healthy) return {true, ""};
-    if (i > 0) reason += "; ";
-    reason += m.name();
-    reason += ": ";
-    reason += to_string(m.health());
-    reason += ", ";
-    reason += m.health_reason();
+namespace {
+
+// "prefix (m1: unhealthy, why; m2: ...)" over the members.
+template <typename Describe>
+std::string list_members(const std::vector<std::unique_ptr<Member>>& members, std::string prefix,
+                         Describe describe) {
+  prefix += " (";
+  for (size_t i = 0; i < members.size(); ++i) {
+    if (i > 0) prefix += "; ";
+    prefix += members[i]->name();
+    prefix += ": ";
+    describe(*members[i], prefix);
   }
-  reason += ')';
-  return {false, std::move(reason)};
+  prefix += ')';
+  return prefix;
+}
+
+void describe_health(const Member& m, std::string& out) {
+  out += to_string(m.health());
+  if (!m.health_reason().empty()) {
+    out += ", ";
+    out += m.health_reason();
+  }
+}
+
+}  // namespace
+
+Cluster::Verdict Cluster::health() const {
+  if (any_healthy()) return {true, ""};
+  return {false, list_members(members_, "no healthy member", describe_health)};
+}
+
+std::string Cluster::unavailable_reason() const {
+  return list_members(members_, "no member can take the stream", [](const Member& m, std::string& out) {
+    describe_health(m, out);
+    if (m.ejected()) out += ", ejected after consecutive failures";
+  });
 }
 
 }  // namespace sidemux::upstream

@@ -36,6 +36,8 @@ class Cluster {
   };
   Verdict health() const;
   bool any_healthy() const;
+  // Why no member can take a stream: each member's health and ejection.
+  std::string unavailable_reason() const;
 
  private:
   std::vector<std::unique_ptr<Member>> members_;
