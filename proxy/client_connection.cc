@@ -53,6 +53,13 @@ void ClientConnection::on_transport_read(const char* data, size_t len) {
 }
 
 void ClientConnection::on_transport_error(int status) {
+  const TlsEndpoint* tls = transport_.tls();
+  if (tls && !tls->handshake_done()) {
+    listener_.count_rejected("tls_handshake");
+    worker_.log().debug("tls handshake failed", {{"listener", listener_.name()}, {"error", tls->error()}});
+    close();
+    return;
+  }
   // On EOF, answers already produced still go out (a client may half-close
   // after pipelining); on an error there is no one left to read them.
   if (status == UV_EOF) {
@@ -74,10 +81,17 @@ void ClientConnection::classify(const char* data, size_t len) {
   sniff_len_ += take;
   auto protocol = parsers::classify(reinterpret_cast<const uint8_t*>(sniff_.data()), sniff_len_);
   if (protocol == parsers::Protocol::need_more) return;
-  if (protocol == parsers::Protocol::tls) {
-    // Plaintext listener: a TLS client cannot be served here.
+  bool secure = transport_.tls() != nullptr;
+  if (protocol == parsers::Protocol::tls && !secure && listener_.tls_context()) {
+    start_tls(data + take, len - take);
+    return;
+  }
+  if (protocol == parsers::Protocol::tls || (!secure && !listener_.accepts_plaintext())) {
+    // TLS on a plaintext listener (or nested in TLS), or plaintext where
+    // require_tls holds: nothing here can serve it.
     listener_.count_rejected("tls_handshake");
-    worker_.log().debug("tls handshake on a plaintext listener", {{"listener", listener_.name()}});
+    worker_.log().debug(secure || listener_.tls_context() ? "plaintext on a TLS listener" : "tls on a plaintext listener",
+                        {{"listener", listener_.name()}});
     close();
     return;
   }
@@ -86,10 +100,28 @@ void ClientConnection::classify(const char* data, size_t len) {
   if (take < len && !closing_) session_->on_read(data + take, len - take);
 }
 
+void ClientConnection::start_tls(const char* rest, size_t rest_len) {
+  // The sniffed bytes were the start of a ClientHello; classification
+  // starts over on the plaintext once the handshake is done.
+  std::array<char, parsers::kHttp2Preface.size()> hello = sniff_;
+  size_t hello_len = sniff_len_;
+  sniff_len_ = 0;
+  transport_.start_tls(TlsEndpoint::server(listener_.tls_context()));
+  transport_.feed_tls(hello.data(), hello_len);
+  if (!closing_ && rest_len > 0) transport_.feed_tls(rest, rest_len);
+}
+
+void ClientConnection::on_transport_secure() {
+  worker_.log().debug("tls handshake done", {{"listener", listener_.name()},
+                                             {"alpn", transport_.tls()->alpn()},
+                                             {"resumed", transport_.tls()->resumed()}});
+}
+
 void ClientConnection::start_session(parsers::Protocol protocol) {
   protocol_ = protocol;
-  listener_.count_accepted(protocol);
-  listener_.active(protocol).inc();
+  bool secure = transport_.tls() != nullptr;
+  listener_.count_accepted(protocol, secure);
+  listener_.active(protocol, secure).inc();
   counted_active_ = true;
   if (protocol == parsers::Protocol::http2) {
     session_ = std::make_unique<Http2Session>(*this);
@@ -130,7 +162,7 @@ void ClientConnection::shutdown(bool final) {
 void ClientConnection::close() {
   if (closing_) return;
   closing_ = true;
-  if (counted_active_) listener_.active(protocol_).dec();
+  if (counted_active_) listener_.active(protocol_, transport_.tls() != nullptr).dec();
   transport_.close();
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_),
            [](uv_handle_t* h) { static_cast<ClientConnection*>(h->data)->on_handle_closed(); });

@@ -48,9 +48,11 @@ class ClientConnection : private Transport::Owner {
   void on_transport_error(int status) override;
   void on_transport_produce() override;
   void on_transport_closed() override;
+  void on_transport_secure() override;
 
   void on_timer();
   void classify(const char* data, size_t len);
+  void start_tls(const char* rest, size_t rest_len);
   void start_session(parsers::Protocol protocol);
   void arm_timer(uint64_t ms);
   void on_handle_closed();

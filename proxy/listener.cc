@@ -69,14 +69,18 @@ uint16_t local_port(int fd) {
   return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
 }
 
-Listener::Listener(Worker& worker, const conf::Listener& conf, int fd)
-    : worker_(worker),
-      name_(conf.name),
-      fd_(fd),
-      accepted_http1_(worker.metrics().counter(metrics::kConnectionsAccepted, {conf.name, "http1", "false"})),
-      accepted_h2_(worker.metrics().counter(metrics::kConnectionsAccepted, {conf.name, "h2", "false"})),
-      active_http1_(worker.metrics().gauge(metrics::kConnectionsActive, {conf.name, "http1", "false"})),
-      active_h2_(worker.metrics().gauge(metrics::kConnectionsActive, {conf.name, "h2", "false"})) {
+Listener::Listener(Worker& worker, const conf::Listener& conf, size_t index, int fd)
+    : worker_(worker), name_(conf.name), index_(index), fd_(fd) {
+  for (bool tls : {false, true}) {
+    // Plaintext series always; TLS ones on TLS listeners.
+    if (tls && !conf.tls) continue;
+    std::string_view tls_label = tls ? "true" : "false";
+    for (std::string_view protocol : {"http1", "h2"}) {
+      Series& s = series_[tls][protocol == "h2"];
+      s.accepted = &worker.metrics().counter(metrics::kConnectionsAccepted, {conf.name, protocol, tls_label});
+      s.active = &worker.metrics().gauge(metrics::kConnectionsActive, {conf.name, protocol, tls_label});
+    }
+  }
   uv_tcp_init(worker.loop(), &tcp_);
   tcp_.data = this;
   // Zero series from the start, so rate() and alerts work before the first rejection.
@@ -123,13 +127,20 @@ void Listener::on_connection(int status) {
   c->start();
 }
 
-void Listener::count_accepted(parsers::Protocol protocol) {
-  (protocol == parsers::Protocol::http2 ? accepted_h2_ : accepted_http1_).inc();
+SSL_CTX* Listener::tls_context() const { return worker_.tls()->listener(index_); }
+
+bool Listener::accepts_plaintext() const {
+  const auto& tls = worker_.config()->listeners[index_].tls;
+  return !tls || !tls->require_tls;
 }
 
-metrics::Gauge& Listener::active(parsers::Protocol protocol) {
-  return protocol == parsers::Protocol::http2 ? active_h2_ : active_http1_;
+Listener::Series& Listener::series(parsers::Protocol protocol, bool tls) {
+  return series_[tls][protocol == parsers::Protocol::http2];
 }
+
+void Listener::count_accepted(parsers::Protocol protocol, bool tls) { series(protocol, tls).accepted->inc(); }
+
+metrics::Gauge& Listener::active(parsers::Protocol protocol, bool tls) { return *series(protocol, tls).active; }
 
 void Listener::count_rejected(std::string_view reason) {
   // Rejections are rare; the series is looked up when it happens.

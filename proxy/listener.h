@@ -3,6 +3,7 @@
 // per-listener metric series its connections count into.
 #pragma once
 
+#include <openssl/ssl.h>
 #include <uv.h>
 
 #include <string>
@@ -24,7 +25,8 @@ uint16_t local_port(int fd);
 
 class Listener {
  public:
-  Listener(Worker& worker, const conf::Listener& conf, int fd);
+  // `index` is the listener's position in the config (and its TLS context's).
+  Listener(Worker& worker, const conf::Listener& conf, size_t index, int fd);
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
 
@@ -32,24 +34,31 @@ class Listener {
   void close();  // stop accepting; the handle is closed on a later loop phase
 
   const std::string& name() const { return name_; }
-  bool tls() const { return false; }
+  // The server context of the generation in force, nullptr for plaintext.
+  SSL_CTX* tls_context() const;
+  // A TLS listener with require_tls: false also takes plaintext clients.
+  bool accepts_plaintext() const;
 
   // Metric series of this listener, looked up once.
-  void count_accepted(parsers::Protocol protocol);
-  metrics::Gauge& active(parsers::Protocol protocol);
+  void count_accepted(parsers::Protocol protocol, bool tls);
+  metrics::Gauge& active(parsers::Protocol protocol, bool tls);
   void count_rejected(std::string_view reason);
 
  private:
   void on_connection(int status);
 
+  struct Series {
+    metrics::Counter* accepted;
+    metrics::Gauge* active;
+  };
+  Series& series(parsers::Protocol protocol, bool tls);
+
   Worker& worker_;
   std::string name_;
+  size_t index_;
   int fd_;
   uv_tcp_t tcp_;
-  metrics::Counter& accepted_http1_;
-  metrics::Counter& accepted_h2_;
-  metrics::Gauge& active_http1_;
-  metrics::Gauge& active_h2_;
+  Series series_[2][2];  // [tls][h2]
 };
 
 }  // namespace sidemux

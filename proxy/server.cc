@@ -53,12 +53,8 @@ int Server::run() {
 }
 
 bool Server::start(std::string& error) {
-  for (const auto& l : config_->listeners) {
-    if (l.tls) {
-      error = "listener " + l.name + ": tls is not supported yet";
-      return false;
-    }
-  }
+  tls_ = TlsContexts::build(*config_, error);
+  if (!tls_) return false;
   unsigned n = config_->workers;
   // Every worker gets its own socket per listener (SO_REUSEPORT). A port of 0
   // is resolved by the first bind, and the other workers bind that port.
@@ -93,7 +89,8 @@ bool Server::start(std::string& error) {
   registry_.counter(metrics::kConfigReloads, {"success"});
   registry_.counter(metrics::kConfigReloads, {"failure"});
   for (unsigned i = 0; i < n; ++i)
-    workers_.push_back(std::make_unique<Worker>(i, *shared_, *worker_registries_[i], config_, std::move(fds[i])));
+    workers_.push_back(
+        std::make_unique<Worker>(i, *shared_, *worker_registries_[i], config_, tls_, std::move(fds[i])));
 
   uv_signal_init(&loop_, &sighup_);
   uv_signal_init(&loop_, &sigterm_);
@@ -121,11 +118,22 @@ void Server::reload() {
                {{"error", loaded.error}, {"generation", config_->generation}});
     return;
   }
+  // Certificates and keys are read again, for new handshakes; a file that
+  // does not load fails the reload as a bad config does.
+  std::string error;
+  auto tls = TlsContexts::build(*loaded.config, error);
+  if (!tls) {
+    registry_.counter(metrics::kConfigReloads, {"failure"}).inc();
+    log_.error("config reload failed; keeping the running config",
+               {{"error", error}, {"generation", config_->generation}});
+    return;
+  }
   if (!same_listeners(*config_, *loaded.config))
     log_.warn("listener changes take effect at the next restart");
   config_ = loaded.config;
+  tls_ = std::move(tls);
   log_.configure(config_->log);
-  for (auto& w : workers_) w->set_config(config_);
+  for (auto& w : workers_) w->set_config(config_, tls_);
   registry_.counter(metrics::kConfigReloads, {"success"}).inc();
   registry_.gauge(metrics::kConfigGeneration).set(static_cast<int64_t>(config_->generation));
   log_.info("config reloaded", {{"generation", config_->generation}});

@@ -13,6 +13,7 @@
 #include "conf/config.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
+#include "proxy/tls_context.h"
 #include "proxy/worker.h"
 
 namespace sidemux {
@@ -36,6 +37,7 @@ class Server {
   std::string config_path_;
   Logger& log_;
   std::shared_ptr<const conf::Config> config_;
+  std::shared_ptr<const TlsContexts> tls_;
 
   uv_loop_t loop_;
   uv_signal_t sighup_;

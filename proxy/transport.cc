@@ -39,13 +39,53 @@ void Transport::on_read(ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   bytes_in_.inc(static_cast<uint64_t>(nread));
-  owner_.on_transport_read(buf->base, static_cast<size_t>(nread));
+  deliver(buf->base, static_cast<size_t>(nread));
   schedule();
+}
+
+void Transport::deliver(const char* data, size_t len) {
+  if (tls_) {
+    feed_tls(data, len);
+  } else {
+    owner_.on_transport_read(data, len);
+  }
+}
+
+void Transport::start_tls(std::unique_ptr<TlsEndpoint> tls) {
+  tls_ = std::move(tls);
+  tls_->drain_ciphertext(out_);  // a client's ClientHello
+  schedule();
+}
+
+void Transport::feed_tls(const char* ciphertext, size_t len) {
+  uv_buf_t plain = worker_.tls_buffer();
+  auto notify_secure = [this] {
+    if (tls_->take_handshake_event()) owner_.on_transport_secure();
+  };
+  auto status = tls_->feed(ciphertext, len, plain.base, plain.len, [&](const char* p, size_t n) {
+    notify_secure();
+    if (!closing_) owner_.on_transport_read(p, n);
+  });
+  if (closing_) return;
+  notify_secure();
+  // Handshake messages and alerts go out even when no plaintext was written.
+  tls_->drain_ciphertext(out_);
+  schedule();
+  if (status == TlsEndpoint::Status::error) {
+    owner_.on_transport_error(UV_EPROTO);
+  } else if (status == TlsEndpoint::Status::closed) {
+    owner_.on_transport_error(UV_EOF);
+  }
 }
 
 void Transport::write(std::string_view bytes) {
   if (closing_) return;
-  out_.append(bytes);
+  if (tls_) {
+    tls_->write(bytes);
+    tls_->drain_ciphertext(out_);
+  } else {
+    out_.append(bytes);
+  }
   // Inside produce_and_flush() the flush follows anyway.
   if (!producing_) schedule();
 }

@@ -9,10 +9,12 @@
 
 #include <uv.h>
 
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "proxy/metrics.h"
+#include "proxy/tls.h"
 
 namespace sidemux {
 
@@ -29,6 +31,8 @@ class Transport {
     virtual void on_transport_produce() = 0;
     // The socket handle is closed; the owner may be freed from here on.
     virtual void on_transport_closed() = 0;
+    // The TLS handshake completed (start_tls()).
+    virtual void on_transport_secure() {}
     virtual ~Owner() = default;
   };
 
@@ -38,6 +42,13 @@ class Transport {
   Transport(Worker& worker, Owner& owner, metrics::Counter& bytes_in, metrics::Counter& bytes_out);
   Transport(const Transport&) = delete;
   Transport& operator=(const Transport&) = delete;
+
+  // From now on bytes on the socket are TLS: reads are decrypted before the
+  // owner sees them, writes encrypted. `already_read` is ciphertext the
+  // owner read before it knew (the first bytes of a ClientHello).
+  void start_tls(std::unique_ptr<TlsEndpoint> tls);
+  void feed_tls(const char* ciphertext, size_t len);
+  const TlsEndpoint* tls() const { return tls_.get(); }
 
   uv_tcp_t* tcp() { return &tcp_; }
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
@@ -62,8 +73,11 @@ class Transport {
   void on_write_done(int status);
   void flush();
 
+  void deliver(const char* data, size_t len);
+
   Worker& worker_;
   Owner& owner_;
+  std::unique_ptr<TlsEndpoint> tls_;
   metrics::Counter& bytes_in_;
   metrics::Counter& bytes_out_;
   uv_tcp_t tcp_;

@@ -22,18 +22,21 @@ constexpr int kMaxProducePasses = 16;
 }  // namespace
 
 Worker::Worker(unsigned index, SharedState& shared, metrics::Registry& registry,
-               std::shared_ptr<const conf::Config> config, std::vector<int> fds)
+               std::shared_ptr<const conf::Config> config, std::shared_ptr<const TlsContexts> tls,
+               std::vector<int> fds)
     : index_(index),
       shared_(shared),
       registry_(registry),
       config_(std::move(config)),
+      tls_(std::move(tls)),
       fds_(std::move(fds)),
       streams_active_(registry.gauge(metrics::kStreamsActive)),
       downstream_in_(registry.counter(metrics::kBytes, {"downstream", "in"})),
       downstream_out_(registry.counter(metrics::kBytes, {"downstream", "out"})),
       upstream_in_(registry.counter(metrics::kBytes, {"upstream", "in"})),
       upstream_out_(registry.counter(metrics::kBytes, {"upstream", "out"})),
-      read_buf_(std::make_unique<char[]>(kReadBufferSize)) {
+      read_buf_(std::make_unique<char[]>(kReadBufferSize)),
+      tls_buf_(std::make_unique<char[]>(kTlsBufferSize)) {
   uv_loop_init(&loop_);
   cluster_ = std::make_unique<upstream::Cluster>(*this, config_->cluster);
   uv_async_init(&loop_, &async_, [](uv_async_t* a) { self(reinterpret_cast<uv_handle_t*>(a))->on_async(); });
@@ -51,7 +54,7 @@ Worker::~Worker() {
 
 void Worker::start() {
   for (size_t i = 0; i < fds_.size(); ++i) {
-    auto l = std::make_unique<Listener>(*this, config_->listeners[i], fds_[i]);
+    auto l = std::make_unique<Listener>(*this, config_->listeners[i], i, fds_[i]);
     std::string error;
     // The server bound and listened on these sockets already: this cannot
     // fail short of fd exhaustion, which is worth a loud abort.
@@ -95,8 +98,11 @@ void Worker::on_async() {
   for (auto& job : jobs) job(*this);
 }
 
-void Worker::set_config(std::shared_ptr<const conf::Config> config) {
-  post([config = std::move(config)](Worker& w) { w.config_ = config; });
+void Worker::set_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const TlsContexts> tls) {
+  post([config = std::move(config), tls = std::move(tls)](Worker& w) {
+    w.config_ = config;
+    w.tls_ = tls;
+  });
 }
 
 void Worker::drain(std::function<void()> done) {

@@ -17,6 +17,7 @@
 #include "proxy/local_handlers.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
+#include "proxy/tls_context.h"
 #include "upstream/cluster.h"
 
 namespace sidemux {
@@ -38,7 +39,7 @@ class Worker {
  public:
   // `fds` are bound, listening sockets, one per config listener, in order.
   Worker(unsigned index, SharedState& shared, metrics::Registry& registry,
-         std::shared_ptr<const conf::Config> config, std::vector<int> fds);
+         std::shared_ptr<const conf::Config> config, std::shared_ptr<const TlsContexts> tls, std::vector<int> fds);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -51,8 +52,9 @@ class Worker {
   // Thread-safe: stop accepting, drain connections up to drain_timeout, end
   // the loop. `done` runs on the worker thread as its last act.
   void drain(std::function<void()> done);
-  // Thread-safe: connections accepted from now on use `config`.
-  void set_config(std::shared_ptr<const conf::Config> config);
+  // Thread-safe: connections accepted from now on use `config` and its
+  // TLS contexts.
+  void set_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const TlsContexts> tls);
 
   // Worker-thread API.
   uv_loop_t* loop() { return &loop_; }
@@ -74,6 +76,10 @@ class Worker {
   // The read buffer every connection of this worker reads into: reads are
   // handled to completion inside the read callback, so one is enough.
   uv_buf_t read_buffer() { return uv_buf_init(read_buf_.get(), kReadBufferSize); }
+  // Decrypted bytes of one read, handed on before the next read: a TLS
+  // record's worth at a time.
+  uv_buf_t tls_buffer() { return uv_buf_init(tls_buf_.get(), kTlsBufferSize); }
+  const std::shared_ptr<const TlsContexts>& tls() const { return tls_; }
 
   void adopt(std::unique_ptr<ClientConnection> conn);
   void release(ClientConnection* conn);  // from the connection's last close callback
@@ -83,6 +89,7 @@ class Worker {
 
  private:
   static constexpr size_t kReadBufferSize = 64 * 1024;
+  static constexpr size_t kTlsBufferSize = 16 * 1024;
 
   void run();
   void on_async();
@@ -96,6 +103,7 @@ class Worker {
   SharedState& shared_;
   metrics::Registry& registry_;
   std::shared_ptr<const conf::Config> config_;
+  std::shared_ptr<const TlsContexts> tls_;
   std::vector<int> fds_;
   std::unique_ptr<upstream::Cluster> cluster_;
   metrics::Gauge& streams_active_;
@@ -115,6 +123,7 @@ class Worker {
   std::vector<std::function<void(Worker&)>> mailbox_;
 
   std::unique_ptr<char[]> read_buf_;
+  std::unique_ptr<char[]> tls_buf_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<ClientConnection>> connections_;
   std::vector<Transport*> scheduled_;

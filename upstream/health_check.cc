@@ -73,7 +73,7 @@ void HealthCheck::run() {
   }
   std::string authority = member_.address().to_string();
   HeaderList fields = {{":method", "POST"},
-                       {":scheme", "http"},
+                       {":scheme", worker_.config()->cluster.tls ? "https" : "http"},
                        {":authority", authority},
                        {":path", "/grpc.health.v1.Health/Check"},
                        {"content-type", "application/grpc"},

@@ -104,10 +104,22 @@ void UpstreamSession::on_connected(int status) {
     return;
   }
   uv_tcp_nodelay(transport_.tcp(), 1);
-  // TCP is up, but the member counts as ready only once its SETTINGS
-  // arrive: a stopped process still completes the handshake in the kernel.
-  tcp_connected_ = true;
   transport_.resume_reading();
+  if (SSL_CTX* ctx = worker_.tls()->upstream()) {
+    const auto& tls = *worker_.config()->cluster.tls;
+    const std::string& name = tls.server_name.empty() ? member_.address().host : tls.server_name;
+    in6_addr ip;
+    bool is_ip = inet_pton(AF_INET, name.c_str(), &ip) == 1 || inet_pton(AF_INET6, name.c_str(), &ip) == 1;
+    transport_.start_tls(TlsEndpoint::client(ctx, name, is_ip));
+    return;
+  }
+  on_transport_secure();
+}
+
+void UpstreamSession::on_transport_secure() {
+  // The byte stream is up, but the member counts as ready only once its
+  // SETTINGS arrive: a stopped process still completes TCP in the kernel.
+  stream_open_ = true;
   transport_.schedule();
 }
 
@@ -202,7 +214,12 @@ void UpstreamSession::on_handle_closed() {
 }
 
 void UpstreamSession::on_transport_error(int status) {
-  close(std::string("connection lost: ") + uv_strerror(status));
+  const TlsEndpoint* tls = transport_.tls();
+  if (tls && !tls->handshake_done()) {
+    close("tls: " + tls->error());
+  } else {
+    close(std::string("connection lost: ") + uv_strerror(status));
+  }
 }
 
 void UpstreamSession::on_transport_read(const char* data, size_t len) {
@@ -214,7 +231,7 @@ void UpstreamSession::on_transport_read(const char* data, size_t len) {
 
 void UpstreamSession::on_transport_produce() {
   // Nothing leaves before the connection is up; submitted streams wait.
-  if (!tcp_connected_ || state_ == State::closed) return;
+  if (!stream_open_ || state_ == State::closed) return;
   if (int rc = send_h2_output(session_, transport_); rc != 0) {
     close(std::string("http2 error: ") + nghttp2_strerror(rc));
     return;
@@ -233,7 +250,7 @@ void UpstreamSession::on_timer_cb(uv_timer_t* t) { self(t->data)->on_timer(); }
 
 void UpstreamSession::on_timer() {
   if (state_ == State::connecting) {
-    close(tcp_connected_ ? "connect: no HTTP/2 SETTINGS from the member in time" : "connect: timed out");
+    close(stream_open_ ? "connect: no HTTP/2 SETTINGS from the member in time" : "connect: timed out");
     return;
   }
   const auto& hc = worker_.config()->cluster.health_check;

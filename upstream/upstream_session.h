@@ -61,6 +61,7 @@ class UpstreamSession : private Transport::Owner {
   void on_transport_error(int status) override;
   void on_transport_produce() override;
   void on_transport_closed() override;
+  void on_transport_secure() override;
 
   void start_connect(const struct sockaddr* addr);
   void on_connected(int status);
@@ -87,7 +88,7 @@ class UpstreamSession : private Transport::Owner {
   uv_connect_t connect_req_;
   uv_getaddrinfo_t resolve_req_;
   bool resolving_ = false;
-  bool tcp_connected_ = false;
+  bool stream_open_ = false;  // TCP (and TLS) up: frames may flow
   int handles_open_ = 2;
   nghttp2_session* session_ = nullptr;
   State state_ = State::connecting;

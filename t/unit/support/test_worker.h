@@ -20,10 +20,17 @@ inline std::shared_ptr<const conf::Config> load_config(const std::string& yaml) 
   return loaded.config;
 }
 
+inline std::shared_ptr<const TlsContexts> tls_contexts(const std::shared_ptr<const conf::Config>& config) {
+  std::string error;
+  auto tls = TlsContexts::build(*config, error);
+  EXPECT_TRUE(tls) << error;
+  return tls;
+}
+
 class TestWorker {
  public:
   explicit TestWorker(const std::string& yaml)
-      : config(load_config(yaml)), worker(0, shared, registry, config, {}) {
+      : config(load_config(yaml)), worker(0, shared, registry, config, tls_contexts(config), {}) {
     shared.registries.push_back(&registry);
   }
   ~TestWorker() {

@@ -1,0 +1,121 @@
+#include "proxy/tls.h"
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+namespace sidemux {
+
+namespace {
+std::string describe(int ssl_error) {
+  unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e != 0) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    return buf;
+  }
+  return ssl_error == SSL_ERROR_SYSCALL ? "unexpected end of the TLS stream" : "TLS error";
+}
+}  // namespace
+
+TlsEndpoint::TlsEndpoint(SSL* ssl) : ssl_(ssl), rbio_(BIO_new(BIO_s_mem())), wbio_(BIO_new(BIO_s_mem())) {
+  // An empty memory BIO reports "retry" rather than EOF.
+  BIO_set_mem_eof_return(rbio_, -1);
+  SSL_set_bio(ssl_, rbio_, wbio_);
+}
+
+TlsEndpoint::~TlsEndpoint() { SSL_free(ssl_); }
+
+std::unique_ptr<TlsEndpoint> TlsEndpoint::server(SSL_CTX* ctx) {
+  std::unique_ptr<TlsEndpoint> t(new TlsEndpoint(SSL_new(ctx)));
+  SSL_set_accept_state(t->ssl_);
+  return t;
+}
+
+std::unique_ptr<TlsEndpoint> TlsEndpoint::client(SSL_CTX* ctx, const std::string& server_name, bool name_is_ip) {
+  std::unique_ptr<TlsEndpoint> t(new TlsEndpoint(SSL_new(ctx)));
+  SSL_set_connect_state(t->ssl_);
+  X509_VERIFY_PARAM* param = SSL_get0_param(t->ssl_);
+  if (name_is_ip) {
+    X509_VERIFY_PARAM_set1_ip_asc(param, server_name.c_str());
+  } else {
+    SSL_set_tlsext_host_name(t->ssl_, server_name.c_str());
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    X509_VERIFY_PARAM_set1_host(param, server_name.c_str(), server_name.size());
+  }
+  // The ClientHello goes out at once.
+  t->advance_handshake();
+  return t;
+}
+
+TlsEndpoint::Status TlsEndpoint::fail(int ret) {
+  int err = SSL_get_error(ssl_, ret);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return Status::ok;
+  if (err == SSL_ERROR_ZERO_RETURN) return Status::closed;
+  error_ = describe(err);
+  if (!handshake_done_ && SSL_get_verify_result(ssl_) != X509_V_OK)
+    error_ += std::string(" (") + X509_verify_cert_error_string(SSL_get_verify_result(ssl_)) + ")";
+  return Status::error;
+}
+
+TlsEndpoint::Status TlsEndpoint::advance_handshake() {
+  int ret = SSL_do_handshake(ssl_);
+  if (ret != 1) return fail(ret);
+  handshake_done_ = true;
+  handshake_event_ = true;
+  if (!pending_.empty()) {
+    write(pending_);
+    pending_.clear();
+    pending_.shrink_to_fit();
+  }
+  return Status::ok;
+}
+
+TlsEndpoint::Status TlsEndpoint::read_plain(char* buf, size_t buf_len, size_t& n) {
+  int ret = SSL_read(ssl_, buf, static_cast<int>(buf_len));
+  if (ret > 0) {
+    n = static_cast<size_t>(ret);
+    return Status::ok;
+  }
+  n = 0;
+  return fail(ret);
+}
+
+void TlsEndpoint::write(std::string_view plain) {
+  if (!handshake_done_) {
+    pending_.append(plain);
+    return;
+  }
+  // Memory BIOs take everything, so SSL_write completes (possibly in parts).
+  while (!plain.empty()) {
+    int ret = SSL_write(ssl_, plain.data(), static_cast<int>(plain.size()));
+    if (ret <= 0) {
+      fail(ret);
+      return;
+    }
+    plain.remove_prefix(static_cast<size_t>(ret));
+  }
+}
+
+void TlsEndpoint::drain_ciphertext(std::string& out) {
+  char* data;
+  long n = BIO_get_mem_data(wbio_, &data);
+  if (n <= 0) return;
+  out.append(data, static_cast<size_t>(n));
+  (void)BIO_reset(wbio_);
+}
+
+bool TlsEndpoint::take_handshake_event() {
+  bool e = handshake_event_;
+  handshake_event_ = false;
+  return e;
+}
+
+std::string_view TlsEndpoint::alpn() const {
+  const unsigned char* p;
+  unsigned len;
+  SSL_get0_alpn_selected(ssl_, &p, &len);
+  return {reinterpret_cast<const char*>(p), len};
+}
+
+}  // namespace sidemux

@@ -1,0 +1,72 @@
+// One TLS connection driven through memory BIOs: ciphertext in and out is
+// the Transport's business, plaintext goes to and comes from the session.
+// Nothing here touches a socket, so nothing blocks the loop.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace sidemux {
+
+class TlsEndpoint {
+ public:
+  // Server side of an accepted connection.
+  static std::unique_ptr<TlsEndpoint> server(SSL_CTX* ctx);
+  // Client side towards a member: SNI and the name (or IP) to verify.
+  static std::unique_ptr<TlsEndpoint> client(SSL_CTX* ctx, const std::string& server_name, bool name_is_ip);
+  ~TlsEndpoint();
+  TlsEndpoint(const TlsEndpoint&) = delete;
+  TlsEndpoint& operator=(const TlsEndpoint&) = delete;
+
+  enum class Status { ok, closed, error };
+  // Ciphertext from the peer. Decrypted bytes are handed to `plain` in
+  // chunks of `buf`; handshake progress happens here too.
+  template <typename OnPlain>
+  Status feed(const char* data, size_t len, char* buf, size_t buf_len, OnPlain&& plain);
+  // Plaintext to send; held back until the handshake is done.
+  void write(std::string_view plain);
+  // Moves the ciphertext produced so far onto `out`.
+  void drain_ciphertext(std::string& out);
+
+  bool handshake_done() const { return handshake_done_; }
+  // True once, right after the handshake completed.
+  bool take_handshake_event();
+  std::string_view alpn() const;
+  const std::string& error() const { return error_; }
+  bool resumed() const { return SSL_session_reused(ssl_) == 1; }
+
+ private:
+  explicit TlsEndpoint(SSL* ssl);
+  Status advance_handshake();
+  Status read_plain(char* buf, size_t buf_len, size_t& n);
+  Status fail(int ret);
+
+  SSL* ssl_;
+  BIO* rbio_;  // ciphertext from the peer (owned by ssl_)
+  BIO* wbio_;  // ciphertext to the peer (owned by ssl_)
+  bool handshake_done_ = false;
+  bool handshake_event_ = false;
+  std::string pending_;  // plaintext written before the handshake finished
+  std::string error_;
+};
+
+template <typename OnPlain>
+TlsEndpoint::Status TlsEndpoint::feed(const char* data, size_t len, char* buf, size_t buf_len, OnPlain&& plain) {
+  BIO_write(rbio_, data, static_cast<int>(len));
+  if (!handshake_done_) {
+    Status s = advance_handshake();
+    if (s != Status::ok || !handshake_done_) return s;
+  }
+  for (;;) {
+    size_t n = 0;
+    Status s = read_plain(buf, buf_len, n);
+    if (n > 0) plain(buf, n);
+    if (s != Status::ok || n == 0) return s;
+  }
+}
+
+}  // namespace sidemux
