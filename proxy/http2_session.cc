@@ -148,6 +148,11 @@ void Http2Session::consume(int32_t id, size_t n) {
   conn_.transport().schedule();
 }
 
+void Http2Session::consume_connection(size_t n) {
+  nghttp2_session_consume_connection(session_, n);
+  conn_.transport().schedule();
+}
+
 void Http2Session::reset(int32_t id, uint32_t error_code) {
   nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, error_code);
   conn_.transport().schedule();

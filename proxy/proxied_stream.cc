@@ -199,9 +199,17 @@ ssize_t ProxiedStream::read_response_body(uint8_t* buf, size_t len, uint32_t* da
   return static_cast<ssize_t>(n);
 }
 
-void ProxiedStream::on_upstream_close(Close kind, uint32_t error_code, std::string_view reason) {
+void ProxiedStream::release_upstream() {
+  // Response bytes still buffered here will never be consumed on this
+  // stream: give them back to the member connection's window now, or the
+  // connection stalls once closed streams have taken its whole window.
+  if (!response_body_.empty()) up_->consume_connection(response_body_.size());
   up_ = nullptr;
   member_->stream_ended();
+}
+
+void ProxiedStream::on_upstream_close(Close kind, uint32_t error_code, std::string_view reason) {
+  release_upstream();
   switch (kind) {
     case Close::done:
       member_->record_success();
@@ -234,8 +242,7 @@ void ProxiedStream::on_upstream_close(Close kind, uint32_t error_code, std::stri
 void ProxiedStream::detach_upstream(uint32_t error_code) {
   if (!up_) return;
   up_->reset(up_id_, error_code);
-  up_ = nullptr;
-  member_->stream_ended();
+  release_upstream();
 }
 
 void ProxiedStream::on_deadline() {
@@ -272,6 +279,9 @@ void ProxiedStream::note_grpc_status(const HeaderList& fields) {
 void ProxiedStream::on_downstream_close(uint32_t error_code) {
   downstream_closed_ = true;
   detach_upstream(NGHTTP2_CANCEL);
+  // Request bytes received but never passed on still count against the
+  // client connection's window.
+  if (request_body_.size() > request_consumed_) down_.consume_connection(request_body_.size() - request_consumed_);
   deadline_.reset();
   if (grpc_status_ < 0)
     grpc_status_ = static_cast<int>(error_code == NGHTTP2_NO_ERROR ? grpc::Status::unknown : grpc::Status::cancelled);

@@ -59,6 +59,7 @@ class ProxiedStream final : public upstream::StreamHandler {
 
   void attempt(std::string_view last_failure);
   void detach_upstream(uint32_t error_code);
+  void release_upstream();
   void respond_trailers_only(int grpc_status, std::string_view message);
   void end_with_status(int grpc_status, std::string_view message);
   void on_deadline();

@@ -152,6 +152,11 @@ void UpstreamSession::consume(int32_t stream_id, size_t n) {
   transport_.schedule();
 }
 
+void UpstreamSession::consume_connection(size_t n) {
+  nghttp2_session_consume_connection(session_, n);
+  transport_.schedule();
+}
+
 void UpstreamSession::reset(int32_t stream_id, uint32_t error_code) {
   if (streams_.erase(stream_id) == 0) return;
   nghttp2_session_set_stream_user_data(session_, stream_id, nullptr);

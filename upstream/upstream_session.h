@@ -49,6 +49,8 @@ class UpstreamSession : private Transport::Owner {
   void resume_body(int32_t stream_id);
   // Response bytes were passed on downstream: open the window for more.
   void consume(int32_t stream_id, size_t n);
+  // Bytes of a stream that is gone still count against the connection.
+  void consume_connection(size_t n);
   // Cancel a stream; the handler gets no further calls.
   void reset(int32_t stream_id, uint32_t error_code);
   // No new streams; close when the last one ends.

@@ -461,6 +461,24 @@ def test_round_robin_rotates_per_stream(gen, runner, servers):
     assert all(order[i] == order[i % 3] for i in range(30)), f"not a rotation: {order}"
 
 
+def test_member_connection_window_outlives_many_short_streams(gen, runner, servers):
+    """Unary answers usually arrive with their trailers, so the member's stream
+    closes before the client has read the body. Those bytes must still reopen
+    the member connection's 1 MiB window, or the connection stalls for good
+    after about 1 MiB of answers (found by scripts/bench)."""
+    pb2 = gen[0]
+    sm = runner.start(cluster_config([("s1", servers["s1"].address)]), wait_members=["s1"])
+    ch = channel(sm.port)
+    payload = b"w" * 4096
+    try:
+        stub = gen[1].EchoStub(ch)
+        # 800 x 4 KiB = 3.2 MiB of answers over one member connection.
+        for i in range(800):
+            assert stub.Unary(pb2.Msg(seq=i, payload=payload), timeout=5).seq == i
+    finally:
+        ch.close()
+
+
 # --------------------------------------------------------------------------
 # Fairness and backpressure
 
