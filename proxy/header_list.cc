@@ -1,15 +1,19 @@
 #include "proxy/header_list.h"
 
-#include <array>
-
 namespace sidemux {
 
 bool is_hop_by_hop(std::string_view name) {
-  static constexpr std::array<std::string_view, 6> kHopByHop = {
-      "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"};
-  for (auto h : kHopByHop)
-    if (h == name) return true;
-  return false;
+  // Runs for every header of every stream: dispatch on the first letter.
+  if (name.empty()) return false;
+  switch (name[0]) {
+    case 'c': return name == "connection";
+    case 'k': return name == "keep-alive";
+    case 'p': return name == "proxy-connection";
+    case 't': return name == "transfer-encoding";
+    case 'u': return name == "upgrade";
+    case 'h': return name == "host";
+    default: return false;
+  }
 }
 
 std::vector<nghttp2_nv> to_nv(const HeaderList& fields) {

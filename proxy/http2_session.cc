@@ -163,6 +163,7 @@ int Http2Session::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame,
   auto* s = self(user);
   auto stream = std::make_unique<Stream>();
   stream->id = frame->hd.stream_id;
+  stream->headers.reserve(12);  // a gRPC request's usual count, so one allocation
   s->streams_.emplace(frame->hd.stream_id, std::move(stream));
   s->conn_.worker().streams_active().inc();
   return 0;

@@ -59,7 +59,11 @@ ProxiedStream::ProxiedStream(Http2Session& session, int32_t id, HeaderList reque
       down_id_(id),
       config_(session.worker().config()),
       request_headers_(std::move(request_headers)),
-      request_ended_(request_ended) {}
+      request_ended_(request_ended) {
+  // gRPC answers carry a handful of headers and two or three trailers.
+  response_headers_.reserve(8);
+  trailers_.reserve(4);
+}
 
 ProxiedStream::~ProxiedStream() {
   // The client connection went away with the stream still open.
@@ -293,9 +297,13 @@ void ProxiedStream::finish() {
   std::string_view member = member_ ? std::string_view(member_->name()) : std::string_view("none");
   std::string_view status = grpc::status_name(grpc_status_);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-  // Per stream, not per frame: the series lookup is cheap enough here.
-  w.metrics().counter(metrics::kUpstreamStreams, {member, status}).inc();
-  if (member_) member_->stream_duration().observe(seconds);
+  if (member_) {
+    member_->streams_total(grpc_status_).inc();
+    member_->stream_duration().observe(seconds);
+  } else {
+    // No member was ever picked: rare, so the series is looked up here.
+    w.metrics().counter(metrics::kUpstreamStreams, {member, status}).inc();
+  }
   if (w.log().access_log()) {
     w.log().info("access", {{"client", down_.peer_string()},
                             {"proto", "h2"},

@@ -1,5 +1,6 @@
 #include "upstream/member.h"
 
+#include "parsers/grpc.h"
 #include "proxy/metric_names.h"
 #include "proxy/worker.h"
 #include "upstream/cluster.h"
@@ -53,6 +54,15 @@ void Member::on_health_check(bool ok, std::string reason) {
   if (health_ == Health::unhealthy || health_ == Health::unknown || checks_failed_ >= hc.unhealthy_threshold) {
     set_health(Health::unhealthy, std::move(reason));
   }
+}
+
+metrics::Counter& Member::streams_total(int grpc_status) {
+  auto status = parsers::grpc::status_name(grpc_status);
+  if (grpc_status < 0 || grpc_status >= static_cast<int>(streams_by_status_.size()))
+    return registry_.counter(metrics::kUpstreamStreams, {conf_.name, status});
+  auto& slot = streams_by_status_[static_cast<size_t>(grpc_status)];
+  if (!slot) slot = &registry_.counter(metrics::kUpstreamStreams, {conf_.name, status});
+  return *slot;
 }
 
 void Member::set_health(Health h, std::string reason) {

@@ -11,6 +11,7 @@
 // connections or member resets in a row eject the member for ejection_time.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <string>
 
@@ -59,6 +60,8 @@ class Member {
   void stream_ended() { active_streams_.dec(); }
   metrics::Gauge& connections_gauge() { return connections_; }
   metrics::Histogram& stream_duration() { return duration_; }
+  // sidemux_upstream_streams_total{member, grpc_status}, looked up once per status.
+  metrics::Counter& streams_total(int grpc_status);
 
   // Per-member series, looked up once.
   metrics::Registry& registry() { return registry_; }
@@ -78,6 +81,7 @@ class Member {
   metrics::Gauge& active_streams_;
   metrics::Gauge& connections_;
   metrics::Histogram& duration_;
+  std::array<metrics::Counter*, 17> streams_by_status_{};  // gRPC codes 0..16
   Pool pool_;
   HealthCheck health_check_;
 };
