@@ -228,7 +228,6 @@ void ProxiedStream::on_upstream_close(Close kind, uint32_t error_code, std::stri
       }
       [[fallthrough]];
     case Close::lost:
-      if (kind == Close::lost) member_->record_failure(reason);
       if (!response_started_) {
         end_with_status(static_cast<int>(grpc::Status::unavailable),
                         std::string(member_->name()) + ": " + std::string(reason));

@@ -83,8 +83,9 @@ void Member::record_failure(std::string_view why) {
   if (++consecutive_failures_ < outlier.consecutive_failures) return;
   consecutive_failures_ = 0;
   ejected_until_ = uv_now(worker_.loop()) + static_cast<uint64_t>(outlier.ejection_time.count());
-  if (worker_.index() != 0) return;  // one line per event, as for health
+  // Ejection is each worker's own verdict, so each worker says so.
   worker_.log().warn("member ejected", {{"member", conf_.name},
+                                        {"worker", worker_.index()},
                                         {"ejection_ms", static_cast<int64_t>(outlier.ejection_time.count())},
                                         {"reason", why}});
 }

@@ -75,7 +75,7 @@ void Pool::shutdown() {
   for (List* list : {&connecting_, &ready_, &draining_}) {
     std::vector<UpstreamSession*> sessions;
     for (auto& s : *list) sessions.push_back(s.get());
-    for (UpstreamSession* s : sessions) s->close("sidemux is shutting down");
+    for (UpstreamSession* s : sessions) s->close("sidemux is shutting down", false);
   }
 }
 

@@ -194,13 +194,19 @@ void UpstreamSession::fail_streams(StreamHandler::Close kind, std::string_view r
   }
 }
 
-void UpstreamSession::close(std::string_view reason) {
+void UpstreamSession::close(std::string_view reason, bool failure) {
   if (state_ == State::closed) return;
   bool was_connecting = state_ == State::connecting;
   close_reason_ = reason;
   if (resolving_) uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_req_));
-  // The member's verdict first, so that streams retried below skip it.
-  if (was_connecting) pool_.on_connect_failed(*this, close_reason_);
+  // The member's verdict first, so that streams retried below skip it. A
+  // lost connection counts once for outlier ejection, however many streams
+  // it carried; an orderly close (drained, shutting down) not at all.
+  if (was_connecting) {
+    pool_.on_connect_failed(*this, close_reason_);
+  } else if (failure) {
+    member_.record_failure(close_reason_);
+  }
   set_state(State::closed);
   // Streams on a connection that never came up never reached the member.
   fail_streams(was_connecting ? StreamHandler::Close::refused : StreamHandler::Close::lost, close_reason_);
@@ -210,7 +216,9 @@ void UpstreamSession::close(std::string_view reason) {
 }
 
 void UpstreamSession::on_transport_closed() {
-  close("connection closed");
+  // Only an orderly close gets here: ours after draining (errors and the
+  // member's EOF come through on_transport_error first).
+  close("connection closed", false);
   on_handle_closed();
 }
 
@@ -223,7 +231,9 @@ void UpstreamSession::on_transport_error(int status) {
   if (tls && !tls->handshake_done()) {
     close("tls: " + tls->error());
   } else {
-    close(std::string("connection lost: ") + uv_strerror(status));
+    // A member that said GOAWAY and finished its streams may then hang up.
+    bool orderly = status == UV_EOF && state_ == State::draining && streams_.empty();
+    close(std::string("connection lost: ") + uv_strerror(status), !orderly);
   }
 }
 

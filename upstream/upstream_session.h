@@ -55,8 +55,9 @@ class UpstreamSession : private Transport::Owner {
   void reset(int32_t stream_id, uint32_t error_code);
   // No new streams; close when the last one ends.
   void drain();
-  // Close now: open streams get on_upstream_close.
-  void close(std::string_view reason);
+  // Close now: open streams get on_upstream_close. `failure`: the member
+  // misbehaved (counts toward outlier ejection) rather than an orderly close.
+  void close(std::string_view reason, bool failure = true);
 
  private:
   void on_transport_read(const char* data, size_t len) override;

@@ -135,9 +135,10 @@ def debug_members(sm):
     return {m["name"]: m for m in resp.json()["members"]}
 
 
-def health_log(sm, member, health):
-    return [e for e in sm.log_lines()
-            if e.get("msg") == "member health changed" and e.get("member") == member and e.get("health") == health]
+def health_transitions(sm, member):
+    """The health values of the member's "member health changed" lines, in order."""
+    return [e.get("health") for e in sm.log_lines()
+            if e.get("msg") == "member health changed" and e.get("member") == member]
 
 
 def log_tail(sm, n=30):
@@ -310,8 +311,6 @@ def test_etcd_member_killed_calls_after_detection_succeed(etcd, sidemux_factory)
                              what=f"sidemux_member_up{{member={victim.name}}} == 0")
         t_detect = t_kill + detect
         loop.wait_calls(300, timeout=10, since=t_detect)
-        # a little longer, so calls run well past detection (checks keep failing meanwhile)
-        time.sleep(INTERVAL * 2)
         calls = loop.stop()
     finally:
         loop.stopping.set()
@@ -344,7 +343,7 @@ def test_etcd_member_killed_calls_after_detection_succeed(etcd, sidemux_factory)
     up = members_up(sm, names)
     assert up == {n: (0 if n == victim.name else 1) for n in names}, up
     assert sm.get("/health").status == 200
-    assert health_log(sm, victim.name, "unhealthy"), log_tail(sm)
+    assert health_transitions(sm, victim.name) == ["healthy", "unhealthy"], log_tail(sm)
 
 
 # --------------------------------------------------------------------------
@@ -359,13 +358,19 @@ def test_sigstop_member_detected_and_back_after_sigcont(gen, sidemux_factory):
     loop = None
     try:
         names = [s.name for s in servers]
-        sm = sidemux_factory(hc_config([(s.name, s.address) for s in servers]))
+        # Outlier ejection kept out of the way: the PING that closes the frozen
+        # member's connection fails every stream open on it, and each counts as
+        # a failure; ejection would hide whether the checks bring it back.
+        sm = sidemux_factory(hc_config([(s.name, s.address) for s in servers],
+                                       outlier={"consecutive_failures": 100000}))
         wait_up(sm, names)
         ch = channel(sm.port)
         stub = pb2_grpc.EchoStub(ch)
-        loop = CallLoop(lambda: stub.Unary(pb2.Msg(seq=1, payload=b"x"), timeout=5).server, threads=4)
+        # paced, so no member connection carries over 1 MiB of responses (see
+        # test_member_connection_window_not_leaked_by_unary_calls)
+        loop = CallLoop(lambda: stub.Unary(pb2.Msg(seq=1, payload=b"x"), timeout=5).server, threads=4, pause=0.004)
         loop.start()
-        loop.wait_calls(150, timeout=10)
+        loop.wait_calls(100, timeout=10)
         assert victim.name in {c.value for c in loop.snapshot() if c.ok}
 
         # Slow calls spread over the members: those on the frozen one must not
@@ -396,7 +401,7 @@ def test_sigstop_member_detected_and_back_after_sigcont(gen, sidemux_factory):
             except grpc.RpcError as e:
                 md = dict(e.initial_metadata() or ())
                 slow_done.append((e.code(), md.get("x-server"), round(slow_end[i] - t_stop, 3), e.details()))
-        loop.wait_calls(300, timeout=10, since=t_detect)
+        loop.wait_calls(100, timeout=10, since=t_detect)
         t_cont = time.monotonic()
         os.kill(victim.pid, signal.SIGCONT)
         _, back = wait_for(lambda: member_up(sm, victim.name) == 1, 10,
@@ -413,7 +418,8 @@ def test_sigstop_member_detected_and_back_after_sigcont(gen, sidemux_factory):
         for s in servers:
             resume_and_stop(s)
 
-    recover_bound = TIMEOUT + HEALTHY_THRESHOLD * INTERVAL + INTERVAL + MARGIN
+    # a check under way at SIGCONT may still time out, then healthy_threshold passes `interval` apart
+    recover_bound = TIMEOUT + HEALTHY_THRESHOLD * INTERVAL + MARGIN
     print(f"SIGSTOP {victim.name}: down after {detect:.3f}s (bound {DETECT_BOUND + MARGIN:.2f}s); "
           f"SIGCONT: up after {back:.3f}s (bound {recover_bound:.2f}s); slow calls {slow_done}; "
           f"{summarize(calls)}")
@@ -427,15 +433,16 @@ def test_sigstop_member_detected_and_back_after_sigcont(gen, sidemux_factory):
             assert d[1] != victim.name, f"a Slow call on the frozen member succeeded: {slow_done}"
         else:
             assert d[0] in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL), slow_done
-            assert d[1] in (victim.name, None), slow_done
+            # x-server is missing when the member froze before its handler sent headers
+            assert d[1] == victim.name or (d[1] is None and victim.name in d[3]), slow_done
             # quiet for at most one interval, then the PING's timeout
             assert d[2] <= INTERVAL + TIMEOUT + MARGIN, f"a call on the frozen member failed late: {slow_done}"
 
     after = [c for c in calls if t_detect <= c.start < t_cont]
-    assert len(after) >= 300 and all(c.ok for c in after), summarize(after)
+    assert len(after) >= 100 and all(c.ok for c in after), summarize(after)
     assert victim.name not in {c.value for c in after}, "a call went to the member marked down"
     assert all(c.ok for c in calls if c.start >= t_cont), summarize([c for c in calls if c.start >= t_cont])
-    assert health_log(sm, victim.name, "unhealthy") and health_log(sm, victim.name, "healthy"), log_tail(sm)
+    assert health_transitions(sm, victim.name) == ["healthy", "unhealthy", "healthy"], log_tail(sm)
 
 
 def test_sigstop_slow_calls_fail_within_ping_timeout(gen, sidemux_factory):
@@ -834,7 +841,7 @@ def test_goaway_and_refused_streams_are_retried_without_failures(gen, sidemux_fa
         ch = channel(sm.port)
         stub = pb2_grpc.EchoStub(ch)
         loop = CallLoop(lambda: stub.Unary(pb2.Msg(seq=7), timeout=5).server, threads=8).start()
-        loop.wait_calls(600, timeout=20)
+        loop.wait_calls(300, timeout=20)
         calls = loop.stop()
         # every stream counted, on both sides, once each has closed
         m, _ = wait_for(lambda: (lambda mm: mm if mm.sum("sidemux_upstream_streams_total") >= len(calls) else None)(
@@ -865,10 +872,13 @@ def test_goaway_and_refused_streams_are_retried_without_failures(gen, sidemux_fa
         assert member.goaways >= 2, "the test needs GOAWAYs on more than one connection"
         assert member.ignored >= 1 and member.held_over_goaway >= 1
         assert not member.violations, f"new streams on a connection after its GOAWAY: {member.violations[:5]}"
-        assert m.value("sidemux_upstream_retries_total", member="x", reason="refused_stream") == member.ignored, \
+        # Every stream above a GOAWAY's id is retried; so is one sidemux had
+        # queued but not yet written when the GOAWAY came (the member never saw
+        # it). The exact served counts above show that none ran twice.
+        assert m.value("sidemux_upstream_retries_total", member="x", reason="refused_stream") >= member.ignored, \
             retries
     else:
-        assert member.refused >= 100
+        assert member.refused >= 50
         assert m.value("sidemux_upstream_retries_total", member="x", reason="refused_stream") == member.refused, \
             retries
     # a member that refuses or goes away gracefully is not failing: no ejection, still healthy
@@ -950,6 +960,47 @@ def test_member_resetting_streams_is_ejected(gen, sidemux_factory):
     assert t_back - t_eject >= ejection_s - 0.3, f"ejection ended after {t_back - t_eject:.3f}s"
 
 
+def test_ejection_is_logged_by_every_worker(gen, sidemux_factory):
+    """Outlier state is per worker: an ejection in any worker must be logged, not only in the first.
+
+    Ten client connections, one after another, spread over the two workers
+    (SO_REUSEPORT); each makes six round-robin calls, so every worker that got
+    a connection sends the resetting member three streams and ejects it.
+    """
+    pb2, pb2_grpc, gen_dir = gen
+    servers = start_servers(gen_dir, ("s1",))
+    bad = FakeMember("reset", reset_code=2)
+    try:
+        sm = sidemux_factory(hc_config([("bad", bad.address), ("s1", servers[0].address)], workers=2,
+                                       balance="round_robin",
+                                       outlier={"consecutive_failures": 3, "ejection_time": "30s"}))
+        wait_up(sm, ["bad", "s1"])
+        for _ in range(10):
+            ch = channel(sm.port)
+            try:
+                stub = pb2_grpc.EchoStub(ch)
+                for i in range(6):
+                    try:
+                        stub.Unary(pb2.Msg(seq=i), timeout=5)
+                    except grpc.RpcError as e:
+                        assert e.code() == grpc.StatusCode.INTERNAL, (e.code(), e.details())
+            finally:
+                ch.close()
+        ejections = bad.streams // 3
+        # lines are written as the ejection happens; give the reader thread a moment
+        sm.wait_log(lambda e: e.get("msg") == "member ejected", timeout=1)
+        lines = [e for e in sm.log_lines() if e.get("msg") == "member ejected"]
+    finally:
+        bad.close()
+        for s in servers:
+            s.stop()
+    print(f"ejections (streams {bad.streams} / 3): {ejections}; log lines: {lines}")
+    assert bad.streams % 3 == 0 and ejections >= 1, bad.streams
+    assert all(e.get("member") == "bad" for e in lines), lines
+    assert len(lines) == ejections, \
+        f"{ejections} workers ejected 'bad' (it got {bad.streams} streams, 3 per worker), {len(lines)} logged: {lines}"
+
+
 def test_all_members_ejected_gives_unavailable_naming_them(gen, sidemux_factory):
     pb2, pb2_grpc, gen_dir = gen
     bad = FakeMember("reset", reset_code=2)
@@ -983,3 +1034,47 @@ def test_all_members_ejected_gives_unavailable_naming_them(gen, sidemux_factory)
     details = err.details() or ""
     assert "bad" in details and "eject" in details.lower(), \
         f"grpc-message does not name the member and its state: {details!r}"
+
+
+# --------------------------------------------------------------------------
+# A member connection over many calls
+
+
+def test_member_connection_window_not_leaked_by_unary_calls(gen, sidemux_factory):
+    """Response bytes of finished streams must give the member connection's window back.
+
+    A unary answer (DATA, then trailers) usually closes the member's stream
+    before its bytes are written to the client. If those bytes are not returned
+    to the connection-level window, one member connection stops after 1 MiB of
+    answers (sidemux's connection window) and every later call on it hangs.
+    Here: 600 calls with 4 KiB answers, about 2.4 MiB, on one connection.
+    """
+    pb2, pb2_grpc, gen_dir = gen
+    servers = start_servers(gen_dir, ("s1",))
+    ch = None
+    done = 0
+    failure = None
+    try:
+        sm = sidemux_factory(hc_config([("s1", servers[0].address)], workers=1))
+        wait_up(sm, ["s1"])
+        ch = channel(sm.port)
+        stub = pb2_grpc.EchoStub(ch)
+        payload = b"w" * 4096
+        for i in range(600):
+            try:
+                reply = stub.Unary(pb2.Msg(seq=i, payload=payload), timeout=3)
+            except grpc.RpcError as e:
+                failure = (i, e.code(), e.details())
+                break
+            assert reply.payload == payload
+            done += 1
+        m = sm.metrics()
+    finally:
+        if ch is not None:
+            ch.close()
+        for s in servers:
+            s.stop()
+    upstream_in = m.value("sidemux_bytes_total", side="upstream", direction="in")
+    assert failure is None, (f"call {failure[0]} failed ({failure[1]}, {failure[2]!r}) after {done} calls "
+                             f"and {upstream_in:.0f} bytes from the member")
+    assert m.value("sidemux_upstream_connections_active", member="s1") == 1
