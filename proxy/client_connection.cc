@@ -57,7 +57,10 @@ void ClientConnection::on_transport_error(int status) {
   if (tls && !tls->handshake_done()) {
     listener_.count_rejected("tls_handshake");
     worker_.log().debug("tls handshake failed", {{"listener", listener_.name()}, {"error", tls->error()}});
-    close();
+    // The alert OpenSSL wrote (protocol_version, bad certificate...) tells
+    // the client why; it goes out before the close.
+    transport_.pause_reading();
+    transport_.close_after_flush();
     return;
   }
   // On EOF, answers already produced still go out (a client may half-close

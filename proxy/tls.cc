@@ -24,7 +24,16 @@ TlsEndpoint::TlsEndpoint(SSL* ssl) : ssl_(ssl), rbio_(BIO_new(BIO_s_mem())), wbi
   SSL_set_bio(ssl_, rbio_, wbio_);
 }
 
-TlsEndpoint::~TlsEndpoint() { SSL_free(ssl_); }
+TlsEndpoint::~TlsEndpoint() {
+  // OpenSSL drops a session from the server cache when its connection is
+  // freed without a shutdown, which would defeat TLS 1.2 resumption by
+  // session id. A connection that ended without a TLS error ended cleanly.
+  if (handshake_done_ && error_.empty()) {
+    SSL_set_quiet_shutdown(ssl_, 1);
+    SSL_shutdown(ssl_);
+  }
+  SSL_free(ssl_);
+}
 
 std::unique_ptr<TlsEndpoint> TlsEndpoint::server(SSL_CTX* ctx) {
   std::unique_ptr<TlsEndpoint> t(new TlsEndpoint(SSL_new(ctx)));

@@ -228,7 +228,7 @@ void UpstreamSession::on_handle_closed() {
 
 void UpstreamSession::on_transport_error(int status) {
   const TlsEndpoint* tls = transport_.tls();
-  if (tls && !tls->handshake_done()) {
+  if (tls && !tls->error().empty()) {
     close("tls: " + tls->error());
   } else {
     // A member that said GOAWAY and finished its streams may then hang up.
