@@ -1,6 +1,7 @@
 #include "parsers/grpc.h"
 
 #include <array>
+#include <limits>
 
 namespace sidemux::parsers::grpc {
 
@@ -21,16 +22,20 @@ bool parse_timeout(std::string_view text, std::chrono::nanoseconds& out) {
     if (c < '0' || c > '9') return false;
     value = value * 10 + (c - '0');
   }
-  using namespace std::chrono;
+  int64_t unit_ns;
   switch (text.back()) {
-    case 'H': out = duration_cast<nanoseconds>(hours(value)); return true;
-    case 'M': out = duration_cast<nanoseconds>(minutes(value)); return true;
-    case 'S': out = duration_cast<nanoseconds>(seconds(value)); return true;
-    case 'm': out = duration_cast<nanoseconds>(milliseconds(value)); return true;
-    case 'u': out = duration_cast<nanoseconds>(microseconds(value)); return true;
-    case 'n': out = nanoseconds(value); return true;
+    case 'H': unit_ns = 3'600'000'000'000; break;
+    case 'M': unit_ns = 60'000'000'000; break;
+    case 'S': unit_ns = 1'000'000'000; break;
+    case 'm': unit_ns = 1'000'000; break;
+    case 'u': unit_ns = 1'000; break;
+    case 'n': unit_ns = 1; break;
     default: return false;
   }
+  // 99999999H is 11,000 years: past what nanoseconds hold, it means "never".
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  out = std::chrono::nanoseconds(value > kMax / unit_ns ? kMax : value * unit_ns);
+  return true;
 }
 
 std::string percent_encode(std::string_view message) {

@@ -50,6 +50,12 @@ void ClientConnection::on_transport_read(const char* data, size_t len) {
   } else {
     classify(data, len);
   }
+  // A request head under way brings the timer forward to its deadline.
+  uint64_t deadline = session_ && !closing_ ? session_->request_deadline() : 0;
+  if (deadline != 0 && deadline != armed_deadline_) {
+    armed_deadline_ = deadline;
+    arm_timer(deadline > last_activity_ ? deadline - last_activity_ : 0);
+  }
 }
 
 void ClientConnection::on_transport_error(int status) {
@@ -144,13 +150,33 @@ void ClientConnection::on_timer() {
   // Reads do not re-arm the timer (that would cost a timer-heap update per
   // read); instead the timer checks here whether the connection was idle for
   // the whole period and re-arms for the remainder if not.
-  uint64_t idle_ms = ms(worker_.config()->limits.idle_timeout);
-  uint64_t since = uv_now(worker_.loop()) - last_activity_;
-  if (session_->idle() && !transport_.write_pending() && since >= idle_ms) {
+  uint64_t now = uv_now(worker_.loop());
+  uint64_t deadline = session_->request_deadline();
+  if (deadline != 0 && now >= deadline) {
+    listener_.count_rejected("classify_timeout");
     close();
     return;
   }
-  arm_timer(since < idle_ms ? idle_ms - since : idle_ms);
+  uint64_t idle_ms = ms(worker_.config()->limits.idle_timeout);
+  uint64_t since = now - std::max(last_activity_, transport_.last_write_progress());
+  // Idle: no stream or request in progress and nothing to write. Stalled: a
+  // client that stopped reading our answers. Either way for idle_timeout.
+  bool idle = session_->idle() && !transport_.write_pending();
+  bool stalled = transport_.write_pending();
+  if ((idle || stalled) && since >= idle_ms) {
+    if (stalled) {
+      close();
+      return;
+    }
+    // HTTP/2 clients get a GOAWAY naming the last stream served, so a
+    // request racing the close knows it was not processed.
+    session_->shutdown(true);
+    transport_.close_after_flush();
+    return;
+  }
+  uint64_t next = since < idle_ms ? idle_ms - since : idle_ms;
+  if (deadline != 0) next = std::min(next, deadline - now);
+  arm_timer(next);
 }
 
 void ClientConnection::shutdown(bool final) {

@@ -71,6 +71,7 @@ class ClientConnection : private Transport::Owner {
   bool counted_active_ = false;
   int handles_open_ = 2;
   uint64_t last_activity_ = 0;
+  uint64_t armed_deadline_ = 0;  // request deadline the timer was last set for
 };
 
 }  // namespace sidemux

@@ -31,6 +31,13 @@ void Http1Session::on_read(const char* data, size_t len) {
 
 void Http1Session::parse(const char* data, size_t len) {
   auto r = parser_.feed(data, len);
+  // A request has classify_timeout to arrive whole, from its first byte.
+  if (!parser_.mid_message()) {
+    request_deadline_ = 0;
+  } else if (request_deadline_ == 0) {
+    Worker& w = conn_.worker();
+    request_deadline_ = uv_now(w.loop()) + static_cast<uint64_t>(w.config()->limits.classify_timeout.count());
+  }
   switch (r.status) {
     case parsers::Http1Parser::Status::ok:
       break;

@@ -21,6 +21,7 @@ class Http1Session : public Session {
   void on_read(const char* data, size_t len) override;
   void produce() override;
   bool idle() const override { return !parser_.mid_message() && !paused_; }
+  uint64_t request_deadline() const override { return request_deadline_; }
   void shutdown(bool final) override;
 
  private:
@@ -35,6 +36,7 @@ class Http1Session : public Session {
   std::string stash_;   // unparsed input while paused
   std::string head_;    // response head, reused across requests
   bool paused_ = false;
+  uint64_t request_deadline_ = 0;
   bool closing_ = false;
   bool draining_ = false;
 };

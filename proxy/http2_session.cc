@@ -144,12 +144,7 @@ void Http2Session::resume_data(int32_t id) {
 }
 
 void Http2Session::consume(int32_t id, size_t n) {
-  nghttp2_session_consume(session_, id, n);
-  conn_.transport().schedule();
-}
-
-void Http2Session::consume_connection(size_t n) {
-  nghttp2_session_consume_connection(session_, n);
+  nghttp2_session_consume_stream(session_, id, n);
   conn_.transport().schedule();
 }
 
@@ -200,17 +195,16 @@ int Http2Session::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, vo
 
 int Http2Session::on_data_chunk(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
                                 size_t len, void* user) {
-  Stream* stream = self(user)->find(stream_id);
+  auto* s = self(user);
+  // The connection window reopens on receipt; each stream's window only as
+  // its bytes move on, which bounds what a stream can buffer.
+  nghttp2_session_consume_connection(session, len);
+  s->conn_.transport().schedule();
+  Stream* stream = s->find(stream_id);
   if (stream && stream->proxy) {
     stream->proxy->on_request_data(data, len);
-  } else {
-    // Local handlers take no body, and a closed stream's bytes still count
-    // against the connection window.
-    if (stream) {
-      nghttp2_session_consume(session, stream_id, len);
-    } else {
-      nghttp2_session_consume_connection(session, len);
-    }
+  } else if (stream) {
+    nghttp2_session_consume_stream(session, stream_id, len);  // local handlers take no body
   }
   return 0;
 }

@@ -37,8 +37,9 @@ class Http2Session : public Session {
   void submit_response(int32_t id, const HeaderList& fields, bool has_body);
   void submit_trailer(int32_t id, const HeaderList& fields);
   void resume_data(int32_t id);
-  void consume(int32_t id, size_t n);  // request bytes passed on: reopen the window
-  void consume_connection(size_t n);   // bytes of a stream that is gone
+  // Request bytes passed on: reopen the stream's window (the connection's
+  // reopens on receipt, as on the member side).
+  void consume(int32_t id, size_t n);
   void reset(int32_t id, uint32_t error_code);
 
  private:

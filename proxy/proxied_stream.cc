@@ -204,19 +204,28 @@ ssize_t ProxiedStream::read_response_body(uint8_t* buf, size_t len, uint32_t* da
 }
 
 void ProxiedStream::release_upstream() {
-  // Response bytes still buffered here will never be consumed on this
-  // stream: give them back to the member connection's window now, or the
-  // connection stalls once closed streams have taken its whole window.
-  if (!response_body_.empty()) up_->consume_connection(response_body_.size());
   up_ = nullptr;
   member_->stream_ended();
 }
 
 void ProxiedStream::on_upstream_close(Close kind, uint32_t error_code, std::string_view reason) {
   release_upstream();
+  if (response_ended_) {
+    // The whole answer is here (buffered, perhaps): whatever the member did
+    // to its stream afterwards changes nothing for the client.
+    if (kind == Close::done) member_->record_success();
+    return;
+  }
   switch (kind) {
     case Close::done:
-      member_->record_success();
+      // RST_STREAM(NO_ERROR) before the answer ended: the member gave up on
+      // the stream without saying why.
+      member_->record_failure("member closed the stream before its answer ended");
+      if (!response_started_) {
+        end_with_status(static_cast<int>(grpc::Status::internal), member_->name() + ": closed the stream early");
+      } else {
+        down_.reset(down_id_, NGHTTP2_INTERNAL_ERROR);
+      }
       return;
     case Close::refused:
       if (retryable_ && !response_started_ && !downstream_closed_) {
@@ -282,9 +291,6 @@ void ProxiedStream::note_grpc_status(const HeaderList& fields) {
 void ProxiedStream::on_downstream_close(uint32_t error_code) {
   downstream_closed_ = true;
   detach_upstream(NGHTTP2_CANCEL);
-  // Request bytes received but never passed on still count against the
-  // client connection's window.
-  if (request_body_.size() > request_consumed_) down_.consume_connection(request_body_.size() - request_consumed_);
   deadline_.reset();
   if (grpc_status_ < 0)
     grpc_status_ = static_cast<int>(error_code == NGHTTP2_NO_ERROR ? grpc::Status::unknown : grpc::Status::cancelled);

@@ -118,19 +118,26 @@ void Server::reload() {
                {{"error", loaded.error}, {"generation", config_->generation}});
     return;
   }
+  std::shared_ptr<const conf::Config> next = loaded.config;
+  if (!same_listeners(*config_, *next)) {
+    // Workers index their listeners (and TLS contexts) by position; until
+    // listeners can change on reload, the running set carries over.
+    log_.warn("listener changes take effect at the next restart; keeping the running listeners");
+    auto copy = std::make_shared<conf::Config>(*next);
+    copy->listeners = config_->listeners;
+    next = std::move(copy);
+  }
   // Certificates and keys are read again, for new handshakes; a file that
   // does not load fails the reload as a bad config does.
   std::string error;
-  auto tls = TlsContexts::build(*loaded.config, error);
+  auto tls = TlsContexts::build(*next, error);
   if (!tls) {
     registry_.counter(metrics::kConfigReloads, {"failure"}).inc();
     log_.error("config reload failed; keeping the running config",
                {{"error", error}, {"generation", config_->generation}});
     return;
   }
-  if (!same_listeners(*config_, *loaded.config))
-    log_.warn("listener changes take effect at the next restart");
-  config_ = loaded.config;
+  config_ = std::move(next);
   tls_ = std::move(tls);
   log_.configure(config_->log);
   for (auto& w : workers_) w->set_config(config_, tls_);

@@ -19,6 +19,10 @@ class Session {
   // No open stream and no request in progress: the idle timeout applies and
   // a drain may close the connection now.
   virtual bool idle() const = 0;
+  // uv_now() milliseconds by which the request being received must be
+  // complete (0: none in progress). Bounds slow request heads (slowloris),
+  // as HAProxy's "timeout http-request" does.
+  virtual uint64_t request_deadline() const { return 0; }
   // Graceful shutdown. `final` false: announce it (HTTP/2 GOAWAY notice,
   // HTTP/1 closes when idle); true: stop taking new streams.
   virtual void shutdown(bool final) = 0;

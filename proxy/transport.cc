@@ -80,12 +80,7 @@ void Transport::feed_tls(const char* ciphertext, size_t len) {
 
 void Transport::write(std::string_view bytes) {
   if (closing_) return;
-  if (tls_) {
-    tls_->write(bytes);
-    tls_->drain_ciphertext(out_);
-  } else {
-    out_.append(bytes);
-  }
+  (tls_ ? tls_plain_ : out_).append(bytes);
   // Inside produce_and_flush() the flush follows anyway.
   if (!producing_) schedule();
 }
@@ -103,7 +98,13 @@ void Transport::produce_and_flush() {
 }
 
 void Transport::flush() {
-  if (writing_ || closing_) return;
+  if (closing_) return;
+  if (!tls_plain_.empty()) {
+    tls_->write(tls_plain_);
+    tls_plain_.clear();
+    tls_->drain_ciphertext(out_);
+  }
+  if (writing_) return;
   if (out_.empty()) {
     if (close_after_flush_) close();
     return;
@@ -125,6 +126,7 @@ void Transport::flush() {
 void Transport::on_write_done(int status) {
   writing_ = false;
   inflight_.clear();
+  last_write_progress_ = uv_now(worker_.loop());
   if (closing_) return;
   if (status != 0) {
     owner_.on_transport_error(status);

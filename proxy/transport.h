@@ -55,8 +55,10 @@ class Transport {
   Worker& worker() { return worker_; }
 
   void write(std::string_view bytes);
-  bool write_buffer_full() const { return out_.size() >= kWriteHighWater; }
-  bool write_pending() const { return writing_ || !out_.empty(); }
+  bool write_buffer_full() const { return out_.size() + tls_plain_.size() >= kWriteHighWater; }
+  bool write_pending() const { return writing_ || !out_.empty() || !tls_plain_.empty(); }
+  // uv_now() of the last completed write (0: none yet).
+  uint64_t last_write_progress() const { return last_write_progress_; }
   void schedule();  // produce_and_flush() on this loop turn
   void pause_reading();
   void resume_reading();
@@ -86,10 +88,14 @@ class Transport {
   // written; both keep their capacity, so steady traffic allocates nothing.
   std::string out_;
   std::string inflight_;
+  // Plaintext for TLS, encrypted once per flush: one SSL_write per batch
+  // rather than per HTTP/2 frame makes full-size records.
+  std::string tls_plain_;
   bool writing_ = false;
   bool reading_ = false;
   bool producing_ = false;
   bool close_after_flush_ = false;
+  uint64_t last_write_progress_ = 0;
   bool closing_ = false;
 };
 

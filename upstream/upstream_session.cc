@@ -148,12 +148,7 @@ void UpstreamSession::resume_body(int32_t stream_id) {
 }
 
 void UpstreamSession::consume(int32_t stream_id, size_t n) {
-  nghttp2_session_consume(session_, stream_id, n);
-  transport_.schedule();
-}
-
-void UpstreamSession::consume_connection(size_t n) {
-  nghttp2_session_consume_connection(session_, n);
+  nghttp2_session_consume_stream(session_, stream_id, n);
   transport_.schedule();
 }
 
@@ -331,15 +326,12 @@ int UpstreamSession::on_frame_recv(nghttp2_session* session, const nghttp2_frame
 
 int UpstreamSession::on_data_chunk(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
                                    size_t len, void* user) {
+  // The connection window reopens on receipt (see consume()); the bytes of
+  // a stream reset from our side are simply dropped.
+  nghttp2_session_consume_connection(session, len);
+  self(user)->transport_.schedule();
   auto* h = static_cast<StreamHandler*>(nghttp2_session_get_stream_user_data(session, stream_id));
-  if (h) {
-    h->on_response_data(data, len, false);
-  } else {
-    // The stream was reset from our side; its bytes still count against
-    // the connection window.
-    nghttp2_session_consume_connection(session, len);
-    self(user)->transport_.schedule();
-  }
+  if (h) h->on_response_data(data, len, false);
   return 0;
 }
 

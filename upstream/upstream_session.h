@@ -47,10 +47,11 @@ class UpstreamSession : private Transport::Owner {
   // Returns the stream id, or a negative nghttp2 error.
   int32_t submit(const nghttp2_nv* nva, size_t nvlen, bool has_body, StreamHandler* handler);
   void resume_body(int32_t stream_id);
-  // Response bytes were passed on downstream: open the window for more.
+  // Response bytes were passed on downstream: reopen the stream's window.
+  // (The connection window reopens as bytes arrive: a stream's buffer is
+  // bounded by its own window, and one slow client must not be able to
+  // hold the shared connection window of every stream to the member.)
   void consume(int32_t stream_id, size_t n);
-  // Bytes of a stream that is gone still count against the connection.
-  void consume_connection(size_t n);
   // Cancel a stream; the handler gets no further calls.
   void reset(int32_t stream_id, uint32_t error_code);
   // No new streams; close when the last one ends.

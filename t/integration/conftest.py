@@ -16,15 +16,17 @@ import resource
 import select
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
 
 import pytest
 
+from procs import STOP_TIMEOUT, stop_process  # noqa: F401  (re-exported for the tests)
+
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0  # seconds to wait for every listener's "listening" line
-STOP_TIMEOUT = 10.0  # SIGTERM grace period before SIGKILL
 
 # --------------------------------------------------------------------------
 # The binary
@@ -124,24 +126,6 @@ def base_config(**overrides):
 
 # --------------------------------------------------------------------------
 # The runner
-
-
-def stop_process(proc, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
-    """Signal proc by PID, wait up to timeout, then SIGKILL. Returns the exit code."""
-    if proc.poll() is None:
-        try:
-            os.kill(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.kill(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=timeout)
-    return proc.returncode
 
 
 class StartError(Exception):
@@ -410,6 +394,20 @@ def read_until_close(sock, timeout=5.0, limit=16 << 20):
             return bytes(buf), "eof"
         buf += chunk
     return bytes(buf), None
+
+
+def client_hello():
+    """The bytes of a real TLS ClientHello (python's defaults) produced over memory BIOs."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    hello = outgoing.read()
+    assert hello[:1] == b"\x16", hello[:16]  # a TLS handshake record
+    return hello
 
 
 def is_closed_soon(sock, timeout=5.0):

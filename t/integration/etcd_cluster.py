@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -23,11 +22,12 @@ import urllib.error
 import urllib.request
 import uuid
 
+from procs import stop_process
+
 HOST = "127.0.0.1"
 ETCD_BIN = os.environ.get("ETCD_BIN", "etcd")
 ETCDCTL_BIN = os.environ.get("ETCDCTL_BIN", "etcdctl")
 READY_TIMEOUT = 20.0  # seconds for every member's /health to say true
-STOP_TIMEOUT = 10.0  # SIGTERM grace period before SIGKILL
 START_ATTEMPTS = 3  # a port picked at run time may be taken before etcd binds it: retry with new ports
 
 
@@ -43,24 +43,6 @@ def free_ports(count):
     finally:
         for s in socks:
             s.close()
-
-
-def stop_pid(proc, timeout=STOP_TIMEOUT):
-    """SIGTERM proc by PID, wait up to timeout, then SIGKILL. Returns the exit code."""
-    if proc.poll() is None:
-        try:
-            os.kill(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.kill(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=timeout)
-    return proc.returncode
 
 
 class MemberExited(RuntimeError):
@@ -111,7 +93,7 @@ def etcdctl(endpoint, *args, input=None, timeout=15.0):
 
 
 def etcdctl_popen(endpoint, *args, **kw):
-    """Start a long-running etcdctl (watch, lease keep-alive, ...); the caller stops it with stop_pid."""
+    """Start a long-running etcdctl (watch, lease keep-alive, ...); the caller stops it with stop_process."""
     kw.setdefault("stdin", subprocess.DEVNULL)
     kw.setdefault("stdout", subprocess.PIPE)
     kw.setdefault("stderr", subprocess.PIPE)
@@ -158,7 +140,15 @@ class EtcdMember:
 
 
 class EtcdCluster:
-    """A 3-member (by default) etcd cluster on 127.0.0.1."""
+    """A 3-member (by default) etcd cluster on 127.0.0.1.
+
+    Subclasses change how members are started and checked through client_scheme,
+    token_prefix, member_argv() and member_health() (test_tls.py: https client URLs).
+    """
+
+    kind = "etcd cluster"  # for error messages
+    client_scheme = "http"  # of the client URLs etcd listens on and advertises
+    token_prefix = "sidemux-test"  # --initial-cluster-token is this plus a random suffix
 
     def __init__(self, base_dir, size=3, heartbeat_ms=50, election_ms=500):
         self.base_dir = str(base_dir)
@@ -207,7 +197,7 @@ class EtcdCluster:
 
     def _start_once(self, attempt, timeout):
         ports = free_ports(2 * self.size)
-        self.token = f"sidemux-test-{uuid.uuid4().hex}"
+        self.token = f"{self.token_prefix}-{uuid.uuid4().hex}"
         self.members = []
         for i in range(self.size):
             data_dir = os.path.join(self.base_dir, f"try{attempt}-m{i + 1}")
@@ -215,24 +205,32 @@ class EtcdCluster:
             self.members.append(EtcdMember(f"m{i + 1}", data_dir, ports[2 * i], ports[2 * i + 1]))
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
         for m in self.members:
-            argv = [
-                ETCD_BIN,
-                "--name", m.name,
-                "--data-dir", m.data_dir,
-                "--listen-client-urls", m.client_url,
-                "--advertise-client-urls", m.client_url,
-                "--listen-peer-urls", m.peer_url,
-                "--initial-advertise-peer-urls", m.peer_url,
-                "--initial-cluster", initial,
-                "--initial-cluster-state", "new",
-                "--initial-cluster-token", self.token,
-                "--heartbeat-interval", str(self.heartbeat_ms),
-                "--election-timeout", str(self.election_ms),
-            ]
             with open(m.log_path, "wb") as log:
-                m.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True)
+                m.proc = subprocess.Popen(self.member_argv(m, initial), stdin=subprocess.DEVNULL, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
         self.wait_healthy(timeout)
+
+    def member_argv(self, m, initial):
+        """etcd's command line for member m; initial is the --initial-cluster value."""
+        client_url = f"{self.client_scheme}://{HOST}:{m.client_port}"
+        return [
+            ETCD_BIN,
+            "--name", m.name,
+            "--data-dir", m.data_dir,
+            "--listen-client-urls", client_url,
+            "--advertise-client-urls", client_url,
+            "--listen-peer-urls", m.peer_url,
+            "--initial-advertise-peer-urls", m.peer_url,
+            "--initial-cluster", initial,
+            "--initial-cluster-state", "new",
+            "--initial-cluster-token", self.token,
+            "--heartbeat-interval", str(self.heartbeat_ms),
+            "--election-timeout", str(self.election_ms),
+        ]
+
+    def member_health(self, m):
+        """The parsed JSON of member m's GET /health, or None (the module-level member_health)."""
+        return member_health(m.client_port)
 
     def wait_healthy(self, timeout=READY_TIMEOUT):
         """Block until every member's /health says "health":"true" (bounded by time and count)."""
@@ -243,13 +241,13 @@ class EtcdCluster:
                 if m.proc.poll() is not None:
                     raise MemberExited(f"etcd member {m.name} exited with {m.proc.returncode} before it was "
                                        f"healthy; logs:\n{self.logs()}")
-                last[m.name] = member_health(m.client_port)
+                last[m.name] = self.member_health(m)
             if all(h is not None and h.get("health") == "true" for h in last.values()):
                 return
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.05)
-        raise RuntimeError(f"etcd cluster not healthy within {timeout}s: {last}; logs:\n{self.logs()}")
+        raise RuntimeError(f"{self.kind} not healthy within {timeout}s: {last}; logs:\n{self.logs()}")
 
     def stop(self):
         """Stop every member by PID (SIGTERM, wait, SIGKILL). Safe to call more than once.
@@ -259,7 +257,7 @@ class EtcdCluster:
         """
         for m in self.members:
             if m.proc is not None:
-                stop_pid(m.proc)
+                stop_process(m.proc)
 
 
 @contextlib.contextmanager

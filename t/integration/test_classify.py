@@ -10,8 +10,8 @@ import h2.connection
 import h2.events
 import pytest
 
-from conftest import (HOST, H2_PREFACE, H2Client, ResponseReader, base_config, build_request, connect,
-                      parse_metrics, raise_nofile, read_until_close, send_bytes, wait_http_ok)
+from conftest import (HOST, H2_PREFACE, H2Client, ResponseReader, base_config, build_request, client_hello,
+                      connect, parse_metrics, raise_nofile, read_until_close, send_bytes, wait_http_ok)
 
 
 def send_one_byte_at_a_time(sock, data, paced=0):
@@ -177,19 +177,6 @@ def test_max_connections(sidemux_factory, workers):
         for s, _ in conns:
             s.close()
     assert sm.stop() == 0
-
-
-def client_hello():
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
-    with pytest.raises(ssl.SSLWantReadError):
-        obj.do_handshake()
-    hello = out.read()
-    assert hello[0] == 0x16
-    return hello
 
 
 def test_tls_client_hello_on_plaintext_listener(sidemux):

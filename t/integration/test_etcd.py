@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from conftest import HOST, Sidemux, sidemux_binary
-from etcd_cluster import etcdctl, etcdctl_popen, start_cluster, stop_pid
+from conftest import HOST, Sidemux, sidemux_binary, stop_process
+from etcd_cluster import etcdctl, etcdctl_popen, start_cluster
 
 READY_TIMEOUT = 15.0  # sidemux: every member up
 
@@ -233,7 +233,7 @@ def test_watch_receives_50_events_in_order(sm):
         assert proc.poll() is None, f"watch exited {proc.returncode}: {stderr_of(proc)}"
         assert elapsed < 20.0
     finally:
-        stop_pid(proc, timeout=5)
+        stop_process(proc, timeout=5)
 
 
 def test_lease_keepalive_keeps_lease_and_key(sm):
@@ -260,7 +260,7 @@ def test_lease_keepalive_keeps_lease_and_key(sm):
             renewals.append(time.monotonic() - t0)
         assert proc.poll() is None
     finally:
-        stop_pid(proc, timeout=5)
+        stop_process(proc, timeout=5)
     assert len(renewals) >= 4, renewals
     assert renewals[-1] - renewals[0] >= ttl, renewals  # renewals over more than one TTL
 
@@ -359,7 +359,7 @@ def test_one_connection_streams_spread_over_members(sm, cluster):
         assert count == n, f"{count} of {n} keys mirrored; log:\n{log_tail(sm)}"
         assert proc.poll() is None, f"make-mirror exited {proc.returncode}: {stderr_of(proc)}"
     finally:
-        stop_pid(proc, timeout=5)
+        stop_process(proc, timeout=5)
     got = cluster.etcdctl("get", f"{dst}k19", "--print-value-only")
     assert got.stdout == "v19\n", got
 

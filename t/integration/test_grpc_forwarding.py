@@ -22,6 +22,7 @@ import pytest
 
 import grpc_testsvc
 from conftest import HOST, H2Client, Sidemux, dead_port, sidemux_binary
+from h2_member import H2TestMember
 
 SERVER_NAMES = ("s1", "s2", "s3")
 MIB = 1 << 20
@@ -728,7 +729,7 @@ def test_no_member_gives_unavailable(gen, runner, how):
 # Members that refuse or reset streams (a raw HTTP/2 member written with h2)
 
 
-class FakeMember:
+class FakeMember(H2TestMember):
     """A plaintext HTTP/2 server that answers every stream with one behaviour.
 
     refuse:   RST_STREAM(REFUSED_STREAM) before any response
@@ -745,26 +746,7 @@ class FakeMember:
         self.reset_code = reset_code
         self.streams = 0  # request HEADERS received
         self.lock = threading.Lock()
-        self.sock = socket.socket()
-        self.sock.bind((HOST, 0))
-        self.sock.listen(64)
-        self.stopping = False
-        self.conns = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    @property
-    def address(self):
-        return f"{HOST}:{self.sock.getsockname()[1]}"
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def _serve(self, sock):
         import h2.config
@@ -809,15 +791,6 @@ class FakeMember:
             return
         finally:
             sock.close()
-
-    def close(self):
-        self.stopping = True
-        self.sock.close()
-        for c in self.conns:
-            try:
-                c.close()
-            except OSError:
-                pass
 
 
 @pytest.mark.parametrize("behaviour,reason", [("refuse", "refused_stream"), ("goaway", None),

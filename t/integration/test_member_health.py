@@ -16,10 +16,7 @@ through is never hidden by the client library.
 import json
 import os
 import select
-import shutil
 import signal
-import socket
-import tempfile
 import threading
 import time
 from concurrent import futures
@@ -30,7 +27,8 @@ import pytest
 import grpc_testsvc
 from conftest import HOST
 from etcd_cluster import etcdctl, start_cluster
-from test_grpc_forwarding import FakeMember, start_servers
+from h2_member import H2TestMember
+from test_grpc_forwarding import FakeMember, gen, start_servers  # noqa: F401  (gen is a fixture)
 
 INTERVAL = 0.3
 TIMEOUT = 0.2
@@ -50,17 +48,6 @@ DETECT_BOUND = INTERVAL + UNHEALTHY_THRESHOLD * TIMEOUT + (UNHEALTHY_THRESHOLD -
 
 # --------------------------------------------------------------------------
 # Fixtures and helpers
-
-
-@pytest.fixture(scope="module")
-def gen():
-    """(echo_pb2, echo_pb2_grpc, gen_dir), compiled once per module into a temp dir."""
-    gen_dir = tempfile.mkdtemp(prefix="sidemuxtest-gen-")
-    try:
-        pb2, pb2_grpc = grpc_testsvc.generate(gen_dir)
-        yield pb2, pb2_grpc, gen_dir
-    finally:
-        shutil.rmtree(gen_dir, ignore_errors=True)
 
 
 def hc_config(members, workers=2, balance="least_request", **cluster):
@@ -648,7 +635,7 @@ def test_grpc_member_graceful_stop_no_failures(gen, sidemux_factory):
     assert m.sum("sidemux_upstream_retries_total", member="g") >= 1, retries
 
 
-class ScriptedMember:
+class ScriptedMember(H2TestMember):
     """A plaintext HTTP/2 member (python h2) answering sidemuxtest.Echo/Unary with a script.
 
     goaway: per connection, every answer is held `delay` seconds; when the
@@ -661,6 +648,8 @@ class ScriptedMember:
 
     grpc.health.v1 checks are answered SERVING (unless above a GOAWAY's id).
     """
+
+    reuse_address = True
 
     def __init__(self, pb2, name, mode, goaway_at=5, keep=3, delay=0.2):
         self.pb2 = pb2
@@ -678,27 +667,7 @@ class ScriptedMember:
         self.held_over_goaway = 0  # answered after this connection's GOAWAY went out
         self.violations = []
         self.errors = []
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((HOST, 0))
-        self.sock.listen(64)
-        self.stopping = False
-        self.conns = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    @property
-    def address(self):
-        return f"{HOST}:{self.sock.getsockname()[1]}"
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def _reply(self, seq):
         msg = self.pb2.Msg(seq=seq, server=self.name).SerializeToString()
@@ -813,15 +782,6 @@ class ScriptedMember:
             self.errors.append(repr(e))
         finally:
             sock.close()
-
-    def close(self):
-        self.stopping = True
-        self.sock.close()
-        for c in self.conns:
-            try:
-                c.close()
-            except OSError:
-                pass
 
 
 @pytest.mark.parametrize("mode", ["goaway", "refuse"])

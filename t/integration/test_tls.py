@@ -27,10 +27,9 @@ import grpc
 import pytest
 
 import grpc_testsvc
-from conftest import (HOST, H2Client, ResponseReader, build_request, connect, read_until_close, run,
-                      send_bytes)
-from etcd_cluster import (ETCD_BIN, READY_TIMEOUT, EtcdCluster, EtcdMember, MemberExited, etcdctl, free_ports,
-                          stop_pid)
+from conftest import (HOST, H2Client, ResponseReader, build_request, client_hello, connect, read_until_close,
+                      run, send_bytes, stop_process)
+from etcd_cluster import ETCD_BIN, EtcdCluster, etcdctl
 from test_grpc_forwarding import gen, start_servers, wait_members_up  # noqa: F401  (gen is a fixture)
 from tls_certs import Pki, read
 
@@ -253,20 +252,6 @@ def grpc_channel(port, certs, cert=None, secure=True):
         certificate_chain=read(cert.cert) if cert else None)
     # The target is the IP: the server certificate's IP SAN is verified.
     return grpc.secure_channel(f"{HOST}:{port}", creds, options=opts)
-
-
-def client_hello():
-    """The bytes of a real TLS ClientHello (python's defaults) produced over memory BIOs."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    with pytest.raises(ssl.SSLWantReadError):
-        obj.do_handshake()
-    hello = outgoing.read()
-    assert hello[:1] == b"\x16" and len(hello) > 100, hello[:16]
-    return hello
 
 
 def legacy_client_hello(version):
@@ -554,35 +539,19 @@ def test_plaintext_on_a_tls_port_is_refused(certs, sidemux_factory):
 class TlsEtcdCluster(EtcdCluster):
     """EtcdCluster with https client URLs, --client-cert-auth and plaintext peer URLs."""
 
+    kind = "TLS etcd cluster"
+    client_scheme = "https"
+    token_prefix = "sidemux-tls-test"
+
     def __init__(self, base_dir, certs):
         super().__init__(base_dir, size=3)
         self.certs = certs
 
-    def _start_once(self, attempt, timeout):
-        ports = free_ports(2 * self.size)
-        self.token = f"sidemux-tls-test-{os.getpid()}-{attempt}-{time.monotonic_ns()}"
-        self.members = []
-        for i in range(self.size):
-            data_dir = os.path.join(self.base_dir, f"try{attempt}-m{i + 1}")
-            os.makedirs(data_dir, exist_ok=True)
-            self.members.append(EtcdMember(f"m{i + 1}", data_dir, ports[2 * i], ports[2 * i + 1]))
-        initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
-        for m in self.members:
-            url = f"https://{HOST}:{m.client_port}"
-            argv = [
-                ETCD_BIN, "--name", m.name, "--data-dir", m.data_dir,
-                "--listen-client-urls", url, "--advertise-client-urls", url,
-                "--listen-peer-urls", m.peer_url, "--initial-advertise-peer-urls", m.peer_url,
-                "--initial-cluster", initial, "--initial-cluster-state", "new",
-                "--initial-cluster-token", self.token,
-                "--heartbeat-interval", str(self.heartbeat_ms), "--election-timeout", str(self.election_ms),
-                "--cert-file", self.certs.etcd.cert, "--key-file", self.certs.etcd.key,
-                "--trusted-ca-file", self.certs.ca, "--client-cert-auth",
-            ]
-            with open(m.log_path, "wb") as log:
-                m.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True)
-        self.wait_healthy(timeout)
+    def member_argv(self, m, initial):
+        return super().member_argv(m, initial) + [
+            "--cert-file", self.certs.etcd.cert, "--key-file", self.certs.etcd.key,
+            "--trusted-ca-file", self.certs.ca, "--client-cert-auth",
+        ]
 
     def member_health(self, m):
         ctx = client_context(self.certs, cert=self.certs.client, alpn=())
@@ -592,21 +561,6 @@ class TlsEtcdCluster(EtcdCluster):
                 return json.loads(resp.read().decode())
         except (OSError, ValueError, urllib.error.URLError):
             return None
-
-    def wait_healthy(self, timeout=READY_TIMEOUT):
-        deadline = time.monotonic() + timeout
-        last = {}
-        for _ in range(int(timeout / 0.05) + 10):
-            for m in self.members:
-                if m.proc.poll() is not None:
-                    raise MemberExited(f"etcd member {m.name} exited with {m.proc.returncode}; logs:\n{self.logs()}")
-                last[m.name] = self.member_health(m)
-            if all(h is not None and h.get("health") == "true" for h in last.values()):
-                return
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"TLS etcd cluster not healthy within {timeout}s: {last}; logs:\n{self.logs()}")
 
 
 @pytest.fixture(scope="module")
@@ -710,7 +664,7 @@ def test_etcd_cluster_over_tls(etcd_tls, certs, sidemux_factory):
                 assert put("put", key, f"event-{i}").rc == 0
                 assert reader.until(f"event-{i}", time.monotonic() + 5), (label, i, reader.seen)
         finally:
-            stop_pid(proc, timeout=5)
+            stop_process(proc, timeout=5)
 
     m = sm.metrics()
     assert m.sum("sidemux_connections_accepted_total", listener="mixed", tls="true") >= 1
@@ -931,6 +885,7 @@ def test_stalled_handshake_closed_by_classify_timeout(certs, sm_short):
     sm = sm_short
     port = sm.port_of("tls")
     hello = client_hello()
+    assert len(hello) > 100, hello[:16]
     got, closed, elapsed = send_and_wait_close(port, hello[:len(hello) // 2])
     assert closed is not None and got == b"", (got[:40], closed)
     assert 0.4 <= elapsed <= 2.0, f"stalled handshake closed after {elapsed:.3f}s (classify_timeout 500ms)"

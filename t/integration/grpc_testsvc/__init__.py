@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 
+from procs import stop_process  # t/integration is on sys.path (pytest; server.py adds it)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROTO = os.path.join(HERE, "echo.proto")
 SERVER = os.path.join(HERE, "server.py")
@@ -102,19 +104,7 @@ class EchoServer:
     def stop(self, timeout=10.0):
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, 15)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.kill(self.proc.pid, 9)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=timeout)
+        code = stop_process(self.proc, timeout=timeout)
         for t in self._threads:
             t.join(timeout=2)
-        return self.proc.returncode
+        return code

@@ -23,6 +23,16 @@ TEST(GrpcTimeout, Units) {
   EXPECT_EQ(d, nanoseconds(99999999));
 }
 
+TEST(GrpcTimeout, HugeValuesSaturateInsteadOfOverflowing) {
+  nanoseconds d;
+  ASSERT_TRUE(parse_timeout("99999999H", d));
+  EXPECT_EQ(d, nanoseconds::max());
+  ASSERT_TRUE(parse_timeout("2562047H", d));  // just fits
+  EXPECT_EQ(d, hours(2562047));
+  ASSERT_TRUE(parse_timeout("99999999S", d));
+  EXPECT_EQ(d, seconds(99999999));
+}
+
 TEST(GrpcTimeout, Rejects) {
   nanoseconds d;
   for (const char* bad : {"", "m", "10", "10x", "-1S", "123456789S", "1.5S", " 1S"})
