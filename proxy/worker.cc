@@ -41,8 +41,9 @@ Worker::Worker(unsigned index, SharedState& shared, metrics::Registry& registry,
   cluster_ = std::make_unique<upstream::Cluster>(*this, config_->cluster);
   uv_async_init(&loop_, &async_, [](uv_async_t* a) { self(reinterpret_cast<uv_handle_t*>(a))->on_async(); });
   uv_prepare_init(&loop_, &prepare_);
+  uv_idle_init(&loop_, &idle_);
   uv_timer_init(&loop_, &drain_timer_);
-  async_.data = prepare_.data = drain_timer_.data = this;
+  async_.data = prepare_.data = drain_timer_.data = idle_.data = this;
 }
 
 Worker::~Worker() {
@@ -159,6 +160,13 @@ void Worker::on_prepare() {
     }
     producing_.clear();
   }
+  // Streams that keep feeding each other can leave work after the last
+  // pass; then the poll that follows must not block.
+  if (scheduled_.empty()) {
+    uv_idle_stop(&idle_);
+  } else {
+    uv_idle_start(&idle_, [](uv_idle_t*) {});
+  }
 }
 
 void Worker::begin_drain() {
@@ -197,6 +205,7 @@ void Worker::close_handles() {
   cluster_->shutdown();
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
   // Handles that remain (listeners already closing) end with the loop;
   // the callback that says so runs last on this thread.

@@ -115,6 +115,7 @@ class Worker {
   uv_loop_t loop_;
   uv_async_t async_;
   uv_prepare_t prepare_;
+  uv_idle_t idle_;  // active while work is left for the next turn: poll must not wait
   uv_timer_t drain_timer_;
   uv_thread_t thread_{};
   bool started_ = false;
