@@ -36,6 +36,7 @@ UpstreamSession::UpstreamSession(Worker& worker, Pool& pool, Member& member)
   resolve_req_.data = this;
 
   H2Callbacks cbs = make_h2_callbacks();
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs.get(), on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(cbs.get(), on_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs.get(), on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs.get(), on_data_chunk);
@@ -137,7 +138,7 @@ int32_t UpstreamSession::submit(const nghttp2_nv* nva, size_t nvlen, bool has_bo
   provider.read_callback = read_body;
   int32_t id = nghttp2_submit_request(session_, nullptr, nva, nvlen, has_body ? &provider : nullptr, handler);
   if (id > 0) {
-    streams_.emplace(id, handler);
+    streams_.emplace(id, OpenStream{handler, 0});
     transport_.schedule();
   }
   return id;
@@ -183,9 +184,9 @@ void UpstreamSession::fail_streams(StreamHandler::Close kind, std::string_view r
   // (it is closed), so iterating a moved-out copy is safe.
   auto streams = std::move(streams_);
   streams_.clear();
-  for (auto& [id, handler] : streams) {
+  for (auto& [id, open] : streams) {
     nghttp2_session_set_stream_user_data(session_, id, nullptr);
-    handler->on_upstream_close(kind, NGHTTP2_INTERNAL_ERROR, reason);
+    open.handler->on_upstream_close(kind, NGHTTP2_INTERNAL_ERROR, reason);
   }
 }
 
@@ -281,11 +282,26 @@ void UpstreamSession::on_timer() {
   uv_timer_start(&timer_, on_timer_cb, ms(hc.timeout), 0);
 }
 
+int UpstreamSession::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+  auto it = self(user)->streams_.find(frame->hd.stream_id);
+  if (it != self(user)->streams_.end()) it->second.header_bytes = 0;
+  return 0;
+}
+
 int UpstreamSession::on_header(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name,
-                               size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void*) {
+                               size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user) {
   if (frame->hd.type != NGHTTP2_HEADERS) return 0;
   auto* h = static_cast<StreamHandler*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
   if (!h) return 0;
+  // Members get the same bound as clients: what a member sends is copied
+  // into the stream, so its size is limited by configuration too.
+  auto* s = self(user);
+  auto it = s->streams_.find(frame->hd.stream_id);
+  if (it != s->streams_.end()) {
+    it->second.header_bytes += static_cast<uint32_t>(namelen + valuelen + 32);
+    if (it->second.header_bytes > s->worker_.config()->limits.max_header_list_size)
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  }
   h->on_response_header({reinterpret_cast<const char*>(name), namelen},
                         {reinterpret_cast<const char*>(value), valuelen}, frame->headers.cat == NGHTTP2_HCAT_HEADERS);
   return 0;

@@ -77,6 +77,7 @@ class UpstreamSession : private Transport::Owner {
   void on_handle_closed();
   void maybe_close_idle();
 
+  static int on_begin_headers(nghttp2_session*, const nghttp2_frame*, void*);
   static int on_header(nghttp2_session*, const nghttp2_frame*, const uint8_t*, size_t, const uint8_t*, size_t,
                        uint8_t, void*);
   static int on_frame_recv(nghttp2_session*, const nghttp2_frame*, void*);
@@ -96,7 +97,11 @@ class UpstreamSession : private Transport::Owner {
   int handles_open_ = 2;
   nghttp2_session* session_ = nullptr;
   State state_ = State::connecting;
-  std::unordered_map<int32_t, StreamHandler*> streams_;
+  struct OpenStream {
+    StreamHandler* handler;
+    uint32_t header_bytes;  // of the header block being received
+  };
+  std::unordered_map<int32_t, OpenStream> streams_;
   bool ping_outstanding_ = false;
   uint64_t last_read_ = 0;
   std::string close_reason_;
