@@ -44,6 +44,8 @@ int Server::run() {
   std::string error;
   if (!start(error)) {
     log_.error("cannot start", {{"error", error}});
+    close_handles();
+    uv_run(&loop_, UV_RUN_DEFAULT);  // runs the close callbacks
     return 1;
   }
   uv_run(&loop_, UV_RUN_DEFAULT);
@@ -53,6 +55,21 @@ int Server::run() {
 }
 
 bool Server::start(std::string& error) {
+  // Signals are caught before anything says "listening": a supervisor may
+  // send SIGHUP or SIGTERM as soon as it sees that line. The callbacks run
+  // only inside uv_run(), once everything below is in place.
+  uv_signal_init(&loop_, &sighup_);
+  uv_signal_init(&loop_, &sigterm_);
+  uv_signal_init(&loop_, &sigint_);
+  uv_async_init(&loop_, &worker_drained_, [](uv_async_t* a) {
+    self(reinterpret_cast<uv_handle_t*>(a))->on_worker_drained();
+  });
+  sighup_.data = sigterm_.data = sigint_.data = worker_drained_.data = this;
+  uv_signal_start(&sighup_, [](uv_signal_t* s, int) { self(reinterpret_cast<uv_handle_t*>(s))->reload(); }, SIGHUP);
+  auto on_stop = [](uv_signal_t* s, int) { self(reinterpret_cast<uv_handle_t*>(s))->drain(); };
+  uv_signal_start(&sigterm_, on_stop, SIGTERM);
+  uv_signal_start(&sigint_, on_stop, SIGINT);
+
   tls_ = TlsContexts::build(*config_, error);
   if (!tls_) return false;
   unsigned n = config_->workers;
@@ -91,18 +108,6 @@ bool Server::start(std::string& error) {
   for (unsigned i = 0; i < n; ++i)
     workers_.push_back(
         std::make_unique<Worker>(i, *shared_, *worker_registries_[i], config_, tls_, std::move(fds[i])));
-
-  uv_signal_init(&loop_, &sighup_);
-  uv_signal_init(&loop_, &sigterm_);
-  uv_signal_init(&loop_, &sigint_);
-  uv_async_init(&loop_, &worker_drained_, [](uv_async_t* a) {
-    self(reinterpret_cast<uv_handle_t*>(a))->on_worker_drained();
-  });
-  sighup_.data = sigterm_.data = sigint_.data = worker_drained_.data = this;
-  uv_signal_start(&sighup_, [](uv_signal_t* s, int) { self(reinterpret_cast<uv_handle_t*>(s))->reload(); }, SIGHUP);
-  auto on_stop = [](uv_signal_t* s, int) { self(reinterpret_cast<uv_handle_t*>(s))->drain(); };
-  uv_signal_start(&sigterm_, on_stop, SIGTERM);
-  uv_signal_start(&sigint_, on_stop, SIGINT);
 
   for (auto& w : workers_) w->start();
   log_.info("started", {{"workers", n}, {"config", config_path_}, {"generation", config_->generation}});
@@ -159,6 +164,10 @@ void Server::drain() {
 
 void Server::on_worker_drained() {
   if (drained_.load() < workers_.size()) return;
+  close_handles();
+}
+
+void Server::close_handles() {
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&sighup_), reinterpret_cast<uv_handle_t*>(&sigterm_),
                          reinterpret_cast<uv_handle_t*>(&sigint_), reinterpret_cast<uv_handle_t*>(&worker_drained_)})
     uv_close(h, nullptr);

@@ -33,6 +33,7 @@ class Server {
   void reload();
   void drain();
   void on_worker_drained();
+  void close_handles();  // the main loop's: it ends once they are closed
 
   std::string config_path_;
   Logger& log_;
