@@ -18,14 +18,4 @@ Protocol classify(const uint8_t* data, size_t len) {
   return n == kHttp2Preface.size() ? Protocol::http2 : Protocol::need_more;
 }
 
-const char* to_string(Protocol p) {
-  switch (p) {
-    case Protocol::need_more: return "need_more";
-    case Protocol::tls: return "tls";
-    case Protocol::http2: return "h2";
-    case Protocol::http1: return "http1";
-  }
-  return "?";
-}
-
 }  // namespace sidemux::parsers

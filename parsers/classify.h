@@ -19,6 +19,4 @@ enum class Protocol {
 
 Protocol classify(const uint8_t* data, size_t len);
 
-const char* to_string(Protocol p);
-
 }  // namespace sidemux::parsers

@@ -54,9 +54,4 @@ std::string percent_encode(std::string_view message) {
   return out;
 }
 
-bool is_grpc_content_type(std::string_view ct) {
-  if (!ct.starts_with(kContentType)) return false;
-  return ct.size() == kContentType.size() || ct[kContentType.size()] == '+' || ct[kContentType.size()] == ';';
-}
-
 }  // namespace sidemux::parsers::grpc

@@ -28,7 +28,4 @@ std::string percent_encode(std::string_view message);
 
 inline constexpr std::string_view kContentType = "application/grpc";
 
-// True for content-type application/grpc and application/grpc+proto etc.
-bool is_grpc_content_type(std::string_view content_type);
-
 }  // namespace sidemux::parsers::grpc

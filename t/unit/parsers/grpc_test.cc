@@ -53,12 +53,5 @@ TEST(GrpcMessage, PercentEncoding) {
   EXPECT_EQ(percent_encode("100%\n\xc3\xa9"), "100%25%0A%C3%A9");
 }
 
-TEST(GrpcContentType, Variants) {
-  EXPECT_TRUE(is_grpc_content_type("application/grpc"));
-  EXPECT_TRUE(is_grpc_content_type("application/grpc+proto"));
-  EXPECT_FALSE(is_grpc_content_type("application/grpcx"));
-  EXPECT_FALSE(is_grpc_content_type("application/json"));
-}
-
 }  // namespace
 }  // namespace sidemux::parsers::grpc
