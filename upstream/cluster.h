@@ -20,7 +20,7 @@ class Cluster {
  public:
   Cluster(Worker& worker, const conf::Cluster& conf);
 
-  void start();     // warm connections and health checks
+  void start();     // health checks (each opens its member's first connection)
   void shutdown();  // stop checks, close every member connection
 
   const std::vector<std::unique_ptr<Member>>& members() const { return members_; }
