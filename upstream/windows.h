@@ -1,7 +1,9 @@
-// HTTP/2 flow-control windows sidemux advertises on both sides. They are the
-// memory bound of a proxied stream: a stream never buffers more than one
-// stream window per direction, a connection never more than its connection
-// window, because windows only reopen as the other side takes the bytes.
+// HTTP/2 flow-control windows sidemux advertises on both sides. The stream
+// window is the memory bound of a proxied stream: it reopens only as the
+// other side takes the bytes, so a stream never buffers more than one stream
+// window per direction. Connection windows reopen on receipt, so that one
+// stalled stream cannot hold a connection other streams share; a connection
+// is then bounded by its stream count times the stream window.
 #pragma once
 
 #include <cstdint>
