@@ -13,10 +13,8 @@ only as bytes move on.
 """
 
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -29,7 +27,7 @@ import pytest
 import grpc_testsvc
 from conftest import (HOST, ConnectionClosed, H2Client, ResponseReader, StreamResult, base_config, build_request,
                       connect, http_request, parse_metrics, read_until_close, sanitizer_report, send_bytes)
-from test_grpc_forwarding import FakeMember, channel, wait_members_up
+from test_grpc_forwarding import FakeMember, channel, gen, wait_members_up  # noqa: F401  (gen is a fixture)
 
 KIB = 1 << 10
 MIB = 1 << 20
@@ -39,17 +37,6 @@ GRPC_HEADERS = [("content-type", "application/grpc"), ("te", "trailers")]
 
 # --------------------------------------------------------------------------
 # Fixtures and helpers
-
-
-@pytest.fixture(scope="module")
-def gen():
-    """(echo_pb2, echo_pb2_grpc, gen_dir), compiled once for this module."""
-    gen_dir = tempfile.mkdtemp(prefix="sidemuxtest-gen-")
-    try:
-        pb2, pb2_grpc = grpc_testsvc.generate(gen_dir)
-        yield pb2, pb2_grpc, gen_dir
-    finally:
-        shutil.rmtree(gen_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
