@@ -86,10 +86,8 @@ void ProxiedStream::attempt(std::string_view last_failure) {
   uint32_t max_attempts = 1 + config_->cluster.retry.attempts;
   std::string failure(last_failure);
   while (attempts_ < max_attempts) {
-    upstream::Member* m = cluster.pick(tried_);
+    std::shared_ptr<upstream::Member> m = cluster.pick(tried_);
     if (!m) break;
-    size_t index = cluster.index_of(*m);
-    if (index < 64) tried_ |= uint64_t{1} << index;
     ++attempts_;
     upstream::UpstreamSession* session = m->pool().session_for_new_stream();
     if (session) {

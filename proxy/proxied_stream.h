@@ -84,7 +84,8 @@ class ProxiedStream final : public upstream::StreamHandler {
   bool response_ended_ = false;
   bool downstream_closed_ = false;
 
-  upstream::Member* member_ = nullptr;
+  // Shared: a member removed by a reload lives on until its streams end.
+  std::shared_ptr<upstream::Member> member_;
   upstream::UpstreamSession* up_ = nullptr;
   int32_t up_id_ = -1;
   uint64_t tried_ = 0;  // member indexes, for retries

@@ -103,6 +103,7 @@ void Worker::set_config(std::shared_ptr<const conf::Config> config, std::shared_
   post([config = std::move(config), tls = std::move(tls)](Worker& w) {
     w.config_ = config;
     w.tls_ = tls;
+    w.cluster_->apply(config->cluster);
   });
 }
 

@@ -12,17 +12,17 @@ bool skipped(size_t index, uint64_t tried) { return index < 64 && (tried >> inde
 
 Balancer::Balancer(conf::Balance policy, uint32_t seed) : policy_(policy), rng_(seed) {}
 
-Member* Balancer::pick(std::span<const std::unique_ptr<Member>> members, uint64_t tried) {
+size_t Balancer::pick(std::span<const std::shared_ptr<Member>> members, uint64_t tried) {
   // Walk the candidates in place rather than collect them: this runs per
   // stream and allocates nothing.
   auto candidate = [&](size_t i) { return !skipped(i, tried) && members[i]->eligible(); };
   size_t n = 0;
   for (size_t i = 0; i < members.size(); ++i) n += candidate(i);
-  if (n == 0) return nullptr;
-  auto nth = [&](size_t k) -> Member* {
+  if (n == 0) return kNone;
+  auto nth = [&](size_t k) {
     for (size_t i = 0; i < members.size(); ++i)
-      if (candidate(i) && k-- == 0) return members[i].get();
-    return nullptr;
+      if (candidate(i) && k-- == 0) return i;
+    return kNone;
   };
   if (policy_ == conf::Balance::round_robin) return nth(next_++ % n);
   if (n == 1) return nth(0);
@@ -30,9 +30,9 @@ Member* Balancer::pick(std::span<const std::unique_ptr<Member>> members, uint64_
   size_t a = rng_() % n;
   size_t b = rng_() % (n - 1);
   if (b >= a) ++b;
-  Member* x = nth(a);
-  Member* y = nth(b);
-  return y->active_streams() < x->active_streams() ? y : x;
+  size_t x = nth(a);
+  size_t y = nth(b);
+  return members[y]->active_streams() < members[x]->active_streams() ? y : x;
 }
 
 }  // namespace sidemux::upstream

@@ -19,10 +19,12 @@ class Balancer {
  public:
   explicit Balancer(conf::Balance policy, uint32_t seed = std::random_device{}());
 
+  static constexpr size_t kNone = static_cast<size_t>(-1);
+
+  // The index of the member to use, or kNone when no member is eligible.
   // `tried` is a bitmask of member indexes to skip (streams retry on at
-  // most a few members, and clusters past 64 members fall back to
-  // not skipping). nullptr when no member is eligible.
-  Member* pick(std::span<const std::unique_ptr<Member>> members, uint64_t tried);
+  // most a few members; past 64 members the rest are not skipped).
+  size_t pick(std::span<const std::shared_ptr<Member>> members, uint64_t tried);
 
  private:
   conf::Balance policy_;

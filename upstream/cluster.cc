@@ -1,10 +1,21 @@
 #include "upstream/cluster.h"
 
+#include <algorithm>
+
+#include "proxy/worker.h"
+
 namespace sidemux::upstream {
 
-Cluster::Cluster(Worker& worker, const conf::Cluster& conf) : balancer_(conf.balance) {
+namespace {
+// How often retired members are checked for their drain deadline and end.
+constexpr uint64_t kSweepMs = 250;
+}  // namespace
+
+Cluster::Cluster(Worker& worker, const conf::Cluster& conf) : worker_(worker), balancer_(conf.balance) {
+  uv_timer_init(worker.loop(), &sweep_timer_);
+  sweep_timer_.data = this;
   members_.reserve(conf.members.size());
-  for (const auto& m : conf.members) members_.push_back(std::make_unique<Member>(worker, *this, m));
+  for (const auto& m : conf.members) members_.push_back(std::make_shared<Member>(worker, *this, m));
 }
 
 void Cluster::start() {
@@ -13,6 +24,8 @@ void Cluster::start() {
 
 void Cluster::shutdown() {
   for (auto& m : members_) m->stop();
+  for (auto& r : retired_) r.member->stop();
+  uv_close(reinterpret_cast<uv_handle_t*>(&sweep_timer_), nullptr);
 }
 
 bool Cluster::any_healthy() const {
@@ -21,17 +34,54 @@ bool Cluster::any_healthy() const {
   return false;
 }
 
-size_t Cluster::index_of(const Member& m) const {
-  for (size_t i = 0; i < members_.size(); ++i)
-    if (members_[i].get() == &m) return i;
-  return members_.size();
+std::shared_ptr<Member> Cluster::pick(uint64_t& tried) {
+  size_t i = balancer_.pick(members_, tried);
+  if (i == Balancer::kNone) return nullptr;
+  if (i < 64) tried |= uint64_t{1} << i;
+  return members_[i];
+}
+
+void Cluster::apply(const conf::Cluster& next) {
+  balancer_ = Balancer(next.balance);
+  std::vector<std::shared_ptr<Member>> kept;
+  kept.reserve(next.members.size());
+  for (const auto& conf : next.members) {
+    auto same = [&](const std::shared_ptr<Member>& m) {
+      return m->name() == conf.name && m->address().to_string() == conf.address.to_string();
+    };
+    if (auto it = std::find_if(members_.begin(), members_.end(), same); it != members_.end()) {
+      kept.push_back(std::move(*it));
+      members_.erase(it);
+    } else {
+      kept.push_back(std::make_shared<Member>(worker_, *this, conf));
+      kept.back()->start();
+    }
+  }
+  uint64_t deadline = uv_now(worker_.loop()) + static_cast<uint64_t>(worker_.config()->limits.drain_timeout.count());
+  for (auto& gone : members_) {
+    gone->retire();
+    retired_.push_back({std::move(gone), deadline});
+  }
+  members_ = std::move(kept);
+  if (!retired_.empty() && !uv_is_active(reinterpret_cast<uv_handle_t*>(&sweep_timer_)))
+    uv_timer_start(&sweep_timer_, on_sweep, kSweepMs, kSweepMs);
+}
+
+void Cluster::on_sweep(uv_timer_t* t) {
+  auto* c = static_cast<Cluster*>(t->data);
+  uint64_t now = uv_now(c->worker_.loop());
+  for (auto& r : c->retired_)
+    if (now >= r.deadline) r.member->pool().shutdown();
+  // Freed here once nothing of it is open; streams may still hold it.
+  std::erase_if(c->retired_, [](const Retired& r) { return r.member->closed(); });
+  if (c->retired_.empty()) uv_timer_stop(t);
 }
 
 namespace {
 
 // "prefix (m1: unhealthy, why; m2: ...)" over the members.
 template <typename Describe>
-std::string list_members(const std::vector<std::unique_ptr<Member>>& members, std::string prefix,
+std::string list_members(const std::vector<std::shared_ptr<Member>>& members, std::string prefix,
                          Describe describe) {
   prefix += " (";
   for (size_t i = 0; i < members.size(); ++i) {

@@ -1,6 +1,13 @@
-// The members of one config generation, as one worker sees them, and the
-// balancer that picks one per stream.
+// The members of the config in force, as one worker sees them, and the
+// balancer that picks one per stream. A reload applies a new member list in
+// place: members whose name and address stay keep their connections and
+// health; new ones start; removed ones retire: they take no new streams,
+// their open streams finish for up to limits.drain_timeout, then their
+// connections close. Streams hold their member by shared_ptr, so a retired
+// member lives until its last stream and its last handle are gone.
 #pragma once
+
+#include <uv.h>
 
 #include <memory>
 #include <string>
@@ -22,11 +29,12 @@ class Cluster {
 
   void start();     // health checks (each opens its member's first connection)
   void shutdown();  // stop checks, close every member connection
+  void apply(const conf::Cluster& next);  // a reload's member list and balancer
 
-  const std::vector<std::unique_ptr<Member>>& members() const { return members_; }
-  size_t index_of(const Member& m) const;
-  // The member for a new stream, skipping the `tried` bitmask (by index).
-  Member* pick(uint64_t tried) { return balancer_.pick(members_, tried); }
+  const std::vector<std::shared_ptr<Member>>& members() const { return members_; }
+  // The member for a new stream, skipping those marked in `tried` (by
+  // index), which gets the chosen one added. nullptr when none is eligible.
+  std::shared_ptr<Member> pick(uint64_t& tried);
 
   // At least one member healthy, else a reason naming each member's state
   // (the text /health, /readyz and UNAVAILABLE answers carry).
@@ -40,7 +48,16 @@ class Cluster {
   std::string unavailable_reason() const;
 
  private:
-  std::vector<std::unique_ptr<Member>> members_;
+  struct Retired {
+    std::shared_ptr<Member> member;
+    uint64_t deadline;  // uv_now(): connections still open then are closed
+  };
+  static void on_sweep(uv_timer_t* t);
+
+  Worker& worker_;
+  std::vector<std::shared_ptr<Member>> members_;
+  std::vector<Retired> retired_;
+  uv_timer_t sweep_timer_;  // retired members: force-close and free
   Balancer balancer_;
 };
 

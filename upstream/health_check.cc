@@ -43,7 +43,8 @@ void HealthCheck::stop() {
   stopped_ = true;
   if (session_) session_->reset(stream_id_, NGHTTP2_CANCEL);
   session_ = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_),
+           [](uv_handle_t* h) { static_cast<HealthCheck*>(h->data)->closed_ = true; });
 }
 
 void HealthCheck::arm(uint64_t ms) { uv_timer_start(&timer_, on_timer, ms, 0); }
@@ -51,7 +52,12 @@ void HealthCheck::arm(uint64_t ms) { uv_timer_start(&timer_, on_timer, ms, 0); }
 void HealthCheck::on_timer(uv_timer_t* t) {
   auto* self = static_cast<HealthCheck*>(t->data);
   if (self->in_flight_) {
+    UpstreamSession* session = self->session_;
     self->finish({false, "health check timed out"});
+    // Not a byte on the connection since the check went out: it is dead
+    // (a stopped member, a dropped network), and streams on it would hang.
+    if (session && session->silent_since(self->started_))
+      session->close("member stopped answering (health check timed out)");
   } else {
     self->run();
   }
@@ -60,6 +66,7 @@ void HealthCheck::on_timer(uv_timer_t* t) {
 void HealthCheck::run() {
   const auto& hc = worker_.config()->cluster.health_check;
   in_flight_ = true;
+  started_ = uv_now(worker_.loop());
   request_sent_ = 0;
   http_status_ = 0;
   grpc_status_ = -1;

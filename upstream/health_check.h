@@ -30,6 +30,7 @@ class HealthCheck final : public StreamHandler {
 
   void start();  // the first check runs at once
   void stop();   // cancel a check in flight; the timer closes on a later turn
+  bool closed() const { return closed_; }
 
   // What a check's answer means; exposed for unit tests.
   struct Verdict {
@@ -59,7 +60,9 @@ class HealthCheck final : public StreamHandler {
   UpstreamSession* session_ = nullptr;
   int32_t stream_id_ = -1;
   bool in_flight_ = false;
+  uint64_t started_ = 0;  // uv_now() when the check in flight went out
   bool stopped_ = false;
+  bool closed_ = false;  // the timer's close callback ran
   size_t request_sent_ = 0;
   int http_status_ = 0;
   int grpc_status_ = -1;

@@ -39,6 +39,13 @@ void Member::stop() {
   pool_.shutdown();
 }
 
+void Member::retire() {
+  health_check_.stop();
+  pool_.drain();
+  up_.set(0);
+  worker_.log().info("member retired by reload", {{"member", conf_.name}, {"worker", worker_.index()}});
+}
+
 void Member::on_health_check(bool ok, std::string reason) {
   const auto& hc = worker_.config()->cluster.health_check;
   if (ok) {

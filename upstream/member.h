@@ -39,6 +39,11 @@ class Member {
 
   void start();  // health checks (the first one opens a connection)
   void stop();
+  // Removed by a reload: no checks, no new streams; connections close as
+  // their streams end. Not up any more as far as metrics go.
+  void retire();
+  // Every handle of the member is closed: it may be freed.
+  bool closed() const { return pool_.empty() && health_check_.closed(); }
 
   const std::string& name() const { return conf_.name; }
   const conf::HostPort& address() const { return conf_.address; }

@@ -68,8 +68,17 @@ void Pool::on_closed(UpstreamSession& s) {
   take(closed_, s);
 }
 
+void Pool::drain() {
+  shut_down_ = true;  // no new streams or connections
+  // drain() moves sessions to draining_ (or closes them), so walk copies.
+  for (List* list : {&connecting_, &ready_}) {
+    std::vector<UpstreamSession*> sessions;
+    for (auto& s : *list) sessions.push_back(s.get());
+    for (UpstreamSession* s : sessions) s->drain();
+  }
+}
+
 void Pool::shutdown() {
-  if (shut_down_) return;
   shut_down_ = true;
   // close() moves each session to closed_, so walk copies of the lists.
   for (List* list : {&connecting_, &ready_, &draining_}) {

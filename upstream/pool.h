@@ -39,6 +39,9 @@ class Pool {
   UpstreamSession* session_for_new_stream();
   // Close every connection (worker shutdown); handles close on later turns.
   void shutdown();
+  // No new streams; each connection closes after its last stream.
+  void drain();
+  bool empty() const { return connecting_.empty() && ready_.empty() && draining_.empty() && closed_.empty(); }
   const std::string& last_failure() const { return last_failure_; }
 
   // From sessions.

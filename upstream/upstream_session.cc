@@ -161,6 +161,8 @@ void UpstreamSession::reset(int32_t stream_id, uint32_t error_code) {
   maybe_close_idle();
 }
 
+bool UpstreamSession::silent_since(uint64_t t) const { return state_ != State::closed && last_read_ < t; }
+
 void UpstreamSession::drain() {
   if (state_ == State::connecting || state_ == State::ready) set_state(State::draining);
   maybe_close_idle();
@@ -272,11 +274,15 @@ void UpstreamSession::on_timer() {
     return;
   }
   uint64_t quiet = uv_now(worker_.loop()) - last_read_;
-  if (quiet < ms(hc.interval)) {
-    uv_timer_start(&timer_, on_timer_cb, ms(hc.interval) - quiet, 0);
+  if (quiet < ms(hc.interval) || !heard_since_ping_) {
+    // One PING per quiet spell: gRPC servers count PINGs that come without
+    // data in between as abuse (grpc core's "too many pings" GOAWAY after
+    // two). A member that freezes later is caught by its health checks.
+    uv_timer_start(&timer_, on_timer_cb, quiet < ms(hc.interval) ? ms(hc.interval) - quiet : ms(hc.interval), 0);
     return;
   }
   ping_outstanding_ = true;
+  heard_since_ping_ = false;
   nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr);
   transport_.schedule();
   uv_timer_start(&timer_, on_timer_cb, ms(hc.timeout), 0);
@@ -309,6 +315,7 @@ int UpstreamSession::on_header(nghttp2_session* session, const nghttp2_frame* fr
 
 int UpstreamSession::on_frame_recv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
   auto* s = self(user);
+  if (frame->hd.type != NGHTTP2_PING) s->heard_since_ping_ = true;
   switch (frame->hd.type) {
     case NGHTTP2_HEADERS: {
       auto* h = static_cast<StreamHandler*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));

@@ -56,6 +56,8 @@ class UpstreamSession : private Transport::Owner {
   void reset(int32_t stream_id, uint32_t error_code);
   // No new streams; close when the last one ends.
   void drain();
+  // Nothing at all was read since uv_now() time `t`.
+  bool silent_since(uint64_t t) const;
   // Close now: open streams get on_upstream_close. `failure`: the member
   // misbehaved (counts toward outlier ejection) rather than an orderly close.
   void close(std::string_view reason, bool failure = true);
@@ -103,6 +105,7 @@ class UpstreamSession : private Transport::Owner {
   };
   std::unordered_map<int32_t, OpenStream> streams_;
   bool ping_outstanding_ = false;
+  bool heard_since_ping_ = true;  // a frame other than a PING ACK arrived
   uint64_t last_read_ = 0;
   std::string close_reason_;
 };

@@ -22,8 +22,8 @@ class BalancerTest : public ::testing::Test {
   std::map<std::string, int> pick_many(Balancer& b, int n, uint64_t tried = 0) {
     std::map<std::string, int> counts;
     for (int i = 0; i < n; ++i) {
-      Member* m = b.pick(w.cluster().members(), tried);
-      counts[m ? m->name() : "none"]++;
+      size_t k = b.pick(w.cluster().members(), tried);
+      counts[k == Balancer::kNone ? "none" : w.cluster().members()[k]->name()]++;
     }
     return counts;
   }

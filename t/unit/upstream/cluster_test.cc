@@ -1,0 +1,54 @@
+#include "upstream/cluster.h"
+
+#include <gtest/gtest.h>
+
+#include "proxy/metric_names.h"
+#include "t/unit/support/test_worker.h"
+
+namespace sidemux::upstream {
+namespace {
+
+constexpr const char* kAB =
+    "listeners: [{name: client, address: '127.0.0.1:0'}]\n"
+    "cluster:\n  members: [{name: a, address: '127.0.0.1:1'}, {name: b, address: '127.0.0.1:2'}]\n";
+
+std::vector<std::string> names(const Cluster& c) {
+  std::vector<std::string> out;
+  for (const auto& m : c.members()) out.push_back(m->name());
+  return out;
+}
+
+TEST(ClusterReload, KeepsUnchangedMembersStartsNewOnesRetiresRemovedOnes) {
+  unit::TestWorker w(kAB);
+  std::shared_ptr<Member> a = w.cluster().members()[0];
+  std::shared_ptr<Member> b = w.cluster().members()[1];
+  a->on_health_check(true, "");
+
+  auto next = unit::load_config(
+      "listeners: [{name: client, address: '127.0.0.1:0'}]\n"
+      "cluster:\n  balance: round_robin\n"
+      "  members: [{name: c, address: '127.0.0.1:3'}, {name: a, address: '127.0.0.1:1'},"
+      " {name: b, address: '127.0.0.1:9'}]\n");
+  w.cluster().apply(next->cluster);
+
+  EXPECT_EQ(names(w.cluster()), (std::vector<std::string>{"c", "a", "b"}));
+  // a kept its object, hence its connections and health.
+  EXPECT_EQ(w.cluster().members()[1], a);
+  EXPECT_EQ(a->health(), Health::healthy);
+  // b moved: a new member under the old name; the old one is retired and
+  // still alive for the streams that hold it.
+  EXPECT_NE(w.cluster().members()[2], b);
+  EXPECT_EQ(w.cluster().members()[2]->address().port, 9);
+  EXPECT_EQ(b->address().port, 2);
+
+  // The retired member is never picked.
+  uint64_t tried = 0;
+  for (int i = 0; i < 9; ++i) {
+    tried = 0;
+    EXPECT_NE(w.cluster().pick(tried), b);
+  }
+  EXPECT_EQ(w.registry.gauge(metrics::kMemberUp, {"b"}).value(), 0);
+}
+
+}  // namespace
+}  // namespace sidemux::upstream
