@@ -8,9 +8,8 @@ import time
 
 import pytest
 
-from conftest import to_yaml
-from test_grpc_forwarding import (channel, cluster_config, gen, runner, start_servers,  # noqa: F401  (fixtures)
-                                  wait_members_up)
+from test_grpc_forwarding import (channel, cluster_config, find_events, gen, runner,  # noqa: F401  (fixtures)
+                                  start_servers, wait_members_up)
 
 
 def reload(sm, config, generation):
@@ -47,7 +46,8 @@ def test_members_join_and_leave_without_dropping_a_stream(gen, runner):
             only_s1["workers"] = 1
             reload(sm, only_s1, 2)
             slow = stub.Slow.future(pb2.SlowRequest(ms=1500, call_id="across-reload"), timeout=10)
-            time.sleep(0.2)  # the call is on its way to s1 (it has no other member)
+            started = find_events(gen, {"s1": servers["s1"]}, "across-reload", "started", 5)
+            assert started and started[0] == "s1", "the slow call did not reach s1"
 
             after = cluster_config([(n, servers[n].address) for n in ("s2", "s3")], **fast_checks)
             after["workers"] = 1
