@@ -53,7 +53,11 @@ void HealthCheck::on_timer(uv_timer_t* t) {
   auto* self = static_cast<HealthCheck*>(t->data);
   if (self->in_flight_) {
     UpstreamSession* session = self->session_;
-    self->finish({false, "health check timed out"});
+    // The next check goes out at once: a member that stopped answering is
+    // down after interval + unhealthy_threshold x timeout, not after
+    // threshold intervals. (Refused connects fail at once, so only a
+    // timeout may skip the interval without spinning.)
+    self->finish({false, "health check timed out"}, 0);
     // Not a byte on the connection since the check went out: it is dead
     // (a stopped member, a dropped network), and streams on it would hang.
     if (session && session->silent_since(self->started_))
@@ -141,14 +145,15 @@ HealthCheck::Verdict HealthCheck::judge(int http_status, int grpc_status, const 
   return {true, ""};
 }
 
-void HealthCheck::finish(Verdict verdict) {
+void HealthCheck::finish(Verdict verdict, std::optional<uint64_t> next_ms) {
   in_flight_ = false;
   if (session_) {
     session_->reset(stream_id_, NGHTTP2_CANCEL);
     session_ = nullptr;
   }
   member_.on_health_check(verdict.ok, std::move(verdict.reason));
-  if (!stopped_) arm(static_cast<uint64_t>(worker_.config()->cluster.health_check.interval.count()));
+  if (!stopped_)
+    arm(next_ms.value_or(static_cast<uint64_t>(worker_.config()->cluster.health_check.interval.count())));
 }
 
 }  // namespace sidemux::upstream

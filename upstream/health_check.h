@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "upstream/stream_handler.h"
@@ -51,7 +52,8 @@ class HealthCheck final : public StreamHandler {
  private:
   static void on_timer(uv_timer_t* t);
   void run();
-  void finish(Verdict verdict);
+  // The next check after `next_ms`, by default health_check.interval.
+  void finish(Verdict verdict, std::optional<uint64_t> next_ms = std::nullopt);
   void arm(uint64_t ms);
 
   Worker& worker_;

@@ -195,19 +195,20 @@ void UpstreamSession::fail_streams(StreamHandler::Close kind, std::string_view r
 void UpstreamSession::close(std::string_view reason, bool failure) {
   if (state_ == State::closed) return;
   bool was_connecting = state_ == State::connecting;
-  close_reason_ = reason;
+  // Callers pass views of temporaries; handlers below keep only views too.
+  const std::string why(reason);
   if (resolving_) uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_req_));
   // The member's verdict first, so that streams retried below skip it. A
   // lost connection counts once for outlier ejection, however many streams
   // it carried; an orderly close (drained, shutting down) not at all.
   if (was_connecting) {
-    pool_.on_connect_failed(*this, close_reason_);
+    pool_.on_connect_failed(*this, why);
   } else if (failure) {
-    member_.record_failure(close_reason_);
+    member_.record_failure(why);
   }
   set_state(State::closed);
   // Streams on a connection that never came up never reached the member.
-  fail_streams(was_connecting ? StreamHandler::Close::refused : StreamHandler::Close::lost, close_reason_);
+  fail_streams(was_connecting ? StreamHandler::Close::refused : StreamHandler::Close::lost, why);
   transport_.close();
   if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&timer_)))
     uv_close(reinterpret_cast<uv_handle_t*>(&timer_), [](uv_handle_t* h) { self(h->data)->on_handle_closed(); });

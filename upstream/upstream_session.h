@@ -107,7 +107,6 @@ class UpstreamSession : private Transport::Owner {
   bool ping_outstanding_ = false;
   bool heard_since_ping_ = true;  // a frame other than a PING ACK arrived
   uint64_t last_read_ = 0;
-  std::string close_reason_;
 };
 
 }  // namespace sidemux::upstream

@@ -39,11 +39,10 @@ CONNECT_TIMEOUT = 1.0
 # sidemux and the members share a small machine).
 MARGIN = 0.4
 
-# Worst case from "member stops answering" to "marked down": the check under
-# way when it stopped may have just passed, the next starts `interval` after
-# that one finished, and each failing check takes `timeout` and is followed by
-# `interval` before the next one.
-DETECT_BOUND = INTERVAL + UNHEALTHY_THRESHOLD * TIMEOUT + (UNHEALTHY_THRESHOLD - 1) * INTERVAL
+# Worst case from "member stops answering" to "marked down" (issue 5): the
+# check under way when it stopped may have just passed, the next starts
+# `interval` after it, and after a timed-out check the next goes out at once.
+DETECT_BOUND = INTERVAL + UNHEALTHY_THRESHOLD * TIMEOUT
 
 
 # --------------------------------------------------------------------------
