@@ -138,11 +138,7 @@ ssize_t ProxiedStream::read_request_body(uint8_t* buf, size_t len, uint32_t* dat
     request_consumed_ = request_sent_;
   }
   if (retryable_ && request_body_.size() > kRetryBufferLimit) retryable_ = false;
-  if (!retryable_) {
-    request_body_.consume(request_sent_);
-    request_consumed_ -= request_sent_;
-    request_sent_ = 0;
-  }
+  if (!retryable_) drop_sent_request();
   if (request_sent_ == request_body_.size()) {
     if (request_ended_) {
       *data_flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -151,6 +147,12 @@ ssize_t ProxiedStream::read_request_body(uint8_t* buf, size_t len, uint32_t* dat
     }
   }
   return static_cast<ssize_t>(n);
+}
+
+void ProxiedStream::drop_sent_request() {
+  request_body_.consume(request_sent_);
+  request_consumed_ -= request_sent_;
+  request_sent_ = 0;
 }
 
 void ProxiedStream::on_response_header(std::string_view name, std::string_view value, bool trailer) {
@@ -167,9 +169,7 @@ void ProxiedStream::on_response_headers_end(bool trailer, bool end_stream) {
   }
   // The member answered: the request reached it and is never replayed.
   retryable_ = false;
-  request_body_.consume(request_sent_);
-  request_consumed_ -= request_sent_;
-  request_sent_ = 0;
+  drop_sent_request();
   if (end_stream) {
     note_grpc_status(response_headers_);
     response_ended_ = true;

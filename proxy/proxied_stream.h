@@ -59,6 +59,8 @@ class ProxiedStream final : public upstream::StreamHandler {
 
   void attempt(std::string_view last_failure);
   void detach_upstream(uint32_t error_code);
+  // Request bytes the member took are no longer kept for a retry.
+  void drop_sent_request();
   void release_upstream();
   void respond_trailers_only(int grpc_status, std::string_view message);
   void end_with_status(int grpc_status, std::string_view message);
