@@ -262,8 +262,10 @@ void convert(const Field& f, UpstreamTls& out);
 void convert(const Field& f, HealthCheck& out);
 void convert(const Field& f, Outlier& out);
 void convert(const Field& f, Retry& out);
+void convert(const Field& f, Etcd& out);
 void convert(const Field& f, Cluster& out);
 void convert(const Field& f, Limits& out);
+void convert(const Field& f, Reload& out);
 void convert(const Field& f, Admin& out);
 void convert(const Field& f, Log& out);
 template <typename E>
@@ -382,11 +384,13 @@ void convert(const Field& f, Cidr& out) {
 }
 
 constexpr const char* kBalanceNames[] = {"least_request", "round_robin"};
+constexpr const char* kClusterKindNames[] = {"grpc", "etcd"};
 constexpr const char* kLogLevelNames[] = {"debug", "info", "warn", "error"};
 constexpr const char* kLogFormatNames[] = {"json", "text"};
 
 // Indexed by the enum's value, which is also what to_string uses.
 std::span<const char* const> names_of(Balance) { return kBalanceNames; }
+std::span<const char* const> names_of(ClusterKind) { return kClusterKindNames; }
 std::span<const char* const> names_of(LogLevel) { return kLogLevelNames; }
 std::span<const char* const> names_of(LogFormat) { return kLogFormatNames; }
 
@@ -512,12 +516,53 @@ void convert(const Field& f, Retry& out) {
   m.get("attempts", out.attempts, /*min=*/0u);  // 0 turns retries off
 }
 
+void convert(const Field& f, Etcd& out) {
+  const Mapping m(f, {"leader_routing"});
+  m.get("leader_routing", out.leader_routing);
+}
+
+// etcd's grpc-gateway serves its JSON API under these (v3beta and v3alpha are
+// older spellings of the same API), so clients of that API keep working.
+constexpr const char* kEtcdGatewayPrefixes[] = {"/v3/", "/v3beta/", "/v3alpha/"};
+
+// Prefixes are compared with the request target as sent. One that does not
+// start with '/' or holds a byte no request target can hold would never match,
+// which is a typo to report rather than a rule to keep silently.
+void convert_path_prefixes(const Field& f, std::vector<std::string>& out) {
+  out.clear();
+  for (const Field& item : items(f)) {
+    const std::string& value = text(item);
+    if (!value.starts_with('/')) fail(item, "bad path prefix " + quoted(value) + " (must start with /)");
+    if (std::any_of(value.begin(), value.end(), [](char c) {
+          const auto byte = static_cast<unsigned char>(c);
+          return byte <= 0x20 || byte == 0x7f;
+        })) {
+      fail(item, "bad path prefix " + quoted(value) + " (no spaces or control characters)");
+    }
+    out.push_back(value);
+  }
+}
+
 void convert(const Field& f, Cluster& out) {
-  const Mapping m(f, {"name", "members", "balance", "connect_timeout", "max_streams_per_connection",
-                      "tls", "health_check", "outlier", "retry"});
+  const Mapping m(f, {"name", "kind", "members", "balance", "http1_forward", "etcd",
+                      "connect_timeout", "max_streams_per_connection", "tls", "health_check",
+                      "outlier", "retry"});
   m.get("name", out.name);
+  // The kind decides defaults and allowed keys below, wherever it stands in the file.
+  m.get("kind", out.kind);
   convert_named_list(m.require("members"), out.members);
   m.get("balance", out.balance);
+  if (out.kind == ClusterKind::etcd) {
+    out.http1_forward.assign(std::begin(kEtcdGatewayPrefixes), std::end(kEtcdGatewayPrefixes));
+    out.etcd.emplace();
+  }
+  if (auto found = m.find("http1_forward")) convert_path_prefixes(*found, out.http1_forward);
+  if (auto found = m.find("etcd")) {
+    if (out.kind != ClusterKind::etcd) {
+      fail(*found, std::string("only allowed with kind: etcd (kind is ") + to_string(out.kind) + ")");
+    }
+    convert(*found, out.etcd);
+  }
   m.get("connect_timeout", out.connect_timeout);
   m.get("max_streams_per_connection", out.max_streams_per_connection);
   m.get("tls", out.tls);
@@ -526,17 +571,32 @@ void convert(const Field& f, Cluster& out) {
   m.get("retry", out.retry);
 }
 
+// Headers accepted from one side are sent on to the other, and nghttp2 sends
+// header blocks of at most 64 KiB (the default of
+// nghttp2_option_set_max_send_header_block_length): a larger limit would accept
+// headers that cannot be forwarded. RFC 9113 counts name + value + 32 per
+// field, more than nghttp2_hd_deflate_bound() (12 + name + value + 12 per
+// field), so any list within this cap also encodes within that 64 KiB.
+constexpr uint32_t kMaxHeaderListSize = 65536;
+
 void convert(const Field& f, Limits& out) {
   const Mapping m(f, {"max_connections", "max_concurrent_streams", "classify_timeout",
                       "idle_timeout", "max_header_list_size", "max_http1_request_bytes",
-                      "drain_timeout"});
+                      "drain_timeout", "keepalive_interval", "keepalive_timeout"});
   m.get("max_connections", out.max_connections);
   m.get("max_concurrent_streams", out.max_concurrent_streams);
   m.get("classify_timeout", out.classify_timeout);
   m.get("idle_timeout", out.idle_timeout);
-  m.get("max_header_list_size", out.max_header_list_size);
+  m.get("max_header_list_size", out.max_header_list_size, 1u, kMaxHeaderListSize);
   m.get("max_http1_request_bytes", out.max_http1_request_bytes);
   m.get("drain_timeout", out.drain_timeout);
+  m.get("keepalive_interval", out.keepalive_interval);
+  m.get("keepalive_timeout", out.keepalive_timeout);
+}
+
+void convert(const Field& f, Reload& out) {
+  const Mapping m(f, {"watch"});
+  m.get("watch", out.watch);
 }
 
 void convert(const Field& f, Admin& out) {
@@ -585,7 +645,7 @@ std::vector<Cidr> default_admin_allow() {
 }
 
 void convert_root(const Field& root, Config& out) {
-  const Mapping m(root, {"listeners", "workers", "cluster", "limits", "admin", "log"});
+  const Mapping m(root, {"listeners", "workers", "cluster", "limits", "reload", "admin", "log"});
   const Field listeners = m.require("listeners");
   convert_named_list(listeners, out.listeners);
   reject_shared_addresses(listeners, out.listeners);
@@ -594,6 +654,7 @@ void convert_root(const Field& root, Config& out) {
   m.require("cluster", out.cluster);
   out.admin.allow = default_admin_allow();
   m.get("limits", out.limits);
+  m.get("reload", out.reload);
   m.get("admin", out.admin);
   m.get("log", out.log);
 }
@@ -700,6 +761,7 @@ bool parse_cidr(std::string_view text, Cidr& out) {
 
 const char* to_string(LogLevel level) { return kLogLevelNames[static_cast<size_t>(level)]; }
 const char* to_string(Balance balance) { return kBalanceNames[static_cast<size_t>(balance)]; }
+const char* to_string(ClusterKind kind) { return kClusterKindNames[static_cast<size_t>(kind)]; }
 
 LoadResult load_string(std::string_view yaml, const std::string& source, uint64_t generation) {
   auto config = std::make_shared<Config>();

@@ -55,6 +55,10 @@ struct Member {
 
 enum class Balance { least_request, round_robin };
 
+// grpc: any gRPC servers. etcd: etcd servers, whose Status answers drive
+// health and leader routing (SPEC "etcd members").
+enum class ClusterKind { grpc, etcd };
+
 struct UpstreamTls {
   std::string ca_file;
   std::string cert_file;
@@ -78,10 +82,19 @@ struct Retry {
   uint32_t attempts = 2;
 };
 
+struct Etcd {
+  bool leader_routing = true;  // write methods go to the current leader
+};
+
 struct Cluster {
   std::string name = "etcd";
+  ClusterKind kind = ClusterKind::grpc;
   std::vector<Member> members;
   Balance balance = Balance::least_request;
+  // HTTP/1 request paths starting with one of these go to a member. Absent
+  // from the file: none for kind grpc, etcd's gateway prefixes for kind etcd.
+  std::vector<std::string> http1_forward;
+  std::optional<Etcd> etcd;  // set exactly when kind is etcd (defaults if the block is absent)
   Duration connect_timeout{std::chrono::seconds(2)};
   uint32_t max_streams_per_connection = 100;
   std::optional<UpstreamTls> tls;
@@ -98,6 +111,12 @@ struct Limits {
   uint32_t max_header_list_size = 65536;
   uint32_t max_http1_request_bytes = 16384;
   Duration drain_timeout{std::chrono::seconds(30)};
+  Duration keepalive_interval{std::chrono::seconds(30)};
+  Duration keepalive_timeout{std::chrono::seconds(10)};
+};
+
+struct Reload {
+  bool watch = false;  // reload on a change to the file or a file it names
 };
 
 struct Admin {
@@ -121,6 +140,7 @@ struct Config {
   unsigned workers = 0;    // "auto" (the default) is resolved to the CPU count at load time
   Cluster cluster;
   Limits limits;
+  Reload reload;
   Admin admin;
   Log log;
 };
@@ -144,5 +164,6 @@ bool parse_cidr(std::string_view text, Cidr& out);
 
 const char* to_string(LogLevel level);
 const char* to_string(Balance balance);
+const char* to_string(ClusterKind kind);
 
 }  // namespace sidemux::conf

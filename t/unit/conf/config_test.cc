@@ -11,6 +11,7 @@
 #include <fstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -163,8 +164,14 @@ const BadConfig kBadConfigs[] = {
     {"attempts_negative",
      kListener + "cluster:\n  members: [{name: m1, address: 127.0.0.1:1}]\n  retry: {attempts: -1}\n",
      "t.yaml:4:21: cluster.retry.attempts: must be >= 0"},
-    {"limit_over_32_bits", kBase + "limits: {max_header_list_size: 4294967296}\n",
-     "t.yaml:3:32: limits.max_header_list_size: must be <= 4294967295"},
+    {"limit_over_32_bits", kBase + "limits: {max_http1_request_bytes: 4294967296}\n",
+     "t.yaml:3:35: limits.max_http1_request_bytes: must be <= 4294967295"},
+    {"header_list_over_nghttp2_send_limit", kBase + "limits: {max_header_list_size: 65537}\n",
+     "t.yaml:3:32: limits.max_header_list_size: must be <= 65536"},
+    {"keepalive_interval_zero", kBase + "limits: {keepalive_interval: 0s}\n",
+     "t.yaml:3:30: limits.keepalive_interval: must be > 0"},
+    {"keepalive_timeout_no_unit", kBase + "limits:\n  keepalive_timeout: 10\n",
+     R"(t.yaml:4:22: limits.keepalive_timeout: bad duration "10" (expected a number followed by ms, s, m or h))"},
     {"limit_huge", kBase + "limits: {max_connections: 99999999999999999999999}\n",
      "t.yaml:3:27: limits.max_connections: must be <= 4294967295"},
 
@@ -214,6 +221,8 @@ const BadConfig kBadConfigs[] = {
      R"(t.yaml:4:12: cluster.balance: bad value "random" (expected least_request or round_robin))"},
     {"bad_log_level", kBase + "log: {level: verbose}\n",
      R"(t.yaml:3:14: log.level: bad value "verbose" (expected debug, info, warn or error))"},
+    {"bad_kind", kListener + "cluster:\n  kind: consul\n  members: [{name: m1, address: 127.0.0.1:1}]\n",
+     R"(t.yaml:3:9: cluster.kind: bad value "consul" (expected grpc or etcd))"},
     {"bad_log_format", kBase + "log: {format: xml}\n",
      R"(t.yaml:3:15: log.format: bad value "xml" (expected json or text))"},
 
@@ -225,6 +234,47 @@ const BadConfig kBadConfigs[] = {
     {"cidr_v6_prefix_too_long", kBase + "admin: {allow: [\"::/129\"]}\n",
      R"(t.yaml:3:17: admin.allow[0]: bad CIDR "::/129" (expected an IP address with an optional /prefix))"},
     {"allow_not_a_list", kBase + "admin: {allow: 10.0.0.0/8}\n", "t.yaml:3:16: admin.allow: expected a list"},
+
+    // kind etcd and what depends on it
+    {"etcd_block_without_kind",
+     kListener + "cluster:\n  members: [{name: m1, address: 127.0.0.1:1}]\n  etcd: {leader_routing: false}\n",
+     "t.yaml:4:9: cluster.etcd: only allowed with kind: etcd (kind is grpc)"},
+    {"etcd_block_with_kind_grpc",
+     kListener + "cluster:\n  kind: grpc\n  members: [{name: m1, address: 127.0.0.1:1}]\n"
+                 "  etcd:\n    leader_routing: true\n",
+     "t.yaml:6:5: cluster.etcd: only allowed with kind: etcd (kind is grpc)"},
+    {"etcd_unknown_key",
+     kListener + "cluster:\n  kind: etcd\n  members: [{name: m1, address: 127.0.0.1:1}]\n"
+                 "  etcd: {leader_routing: true, leader: m1}\n",
+     "t.yaml:5:32: cluster.etcd.leader: unknown key"},
+    {"etcd_leader_routing_not_bool",
+     kListener + "cluster:\n  kind: etcd\n  members: [{name: m1, address: 127.0.0.1:1}]\n"
+                 "  etcd: {leader_routing: on}\n",
+     "t.yaml:5:26: cluster.etcd.leader_routing: expected true or false"},
+    {"etcd_not_a_mapping",
+     kListener + "cluster:\n  kind: etcd\n  members: [{name: m1, address: 127.0.0.1:1}]\n  etcd: true\n",
+     "t.yaml:5:9: cluster.etcd: expected a mapping"},
+    {"http1_forward_relative",
+     kListener + "cluster:\n  members: [{name: m1, address: 127.0.0.1:1}]\n  http1_forward: [/v3/, v3beta/]\n",
+     R"(t.yaml:4:25: cluster.http1_forward[1]: bad path prefix "v3beta/" (must start with /))"},
+    {"http1_forward_space",
+     kListener + "cluster:\n  members: [{name: m1, address: 127.0.0.1:1}]\n  http1_forward:\n"
+                 "    - \"/v3 /\"\n",
+     R"(t.yaml:5:7: cluster.http1_forward[0]: bad path prefix "/v3 /" (no spaces or control characters))"},
+    {"http1_forward_control_char",
+     kListener + "cluster:\n  members: [{name: m1, address: 127.0.0.1:1}]\n  http1_forward: [\"/v3/\\t\"]\n",
+     R"(t.yaml:4:19: cluster.http1_forward[0]: bad path prefix "/v3/\x09" (no spaces or control characters))"},
+    {"http1_forward_empty_prefix",
+     kListener + "cluster:\n  members: [{name: m1, address: 127.0.0.1:1}]\n  http1_forward: [\"\"]\n",
+     "t.yaml:4:19: cluster.http1_forward[0]: must not be empty"},
+    {"http1_forward_not_a_list",
+     kListener + "cluster:\n  kind: etcd\n  members: [{name: m1, address: 127.0.0.1:1}]\n  http1_forward: /v3/\n",
+     "t.yaml:5:18: cluster.http1_forward: expected a list"},
+
+    // reload
+    {"reload_watch_not_bool", kBase + "reload: {watch: 1}\n", "t.yaml:3:17: reload.watch: expected true or false"},
+    {"reload_unknown_key", kBase + "reload:\n  watch: true\n  interval: 1s\n",
+     "t.yaml:5:3: reload.interval: unknown key"},
 
     // YAML syntax
     {"yaml_unclosed_flow", "listeners: [\n", "t.yaml:2:1: yaml: end of sequence flow not found"},
@@ -265,9 +315,15 @@ TEST(LoadFile, SampleConfigLoadsWithDefaults) {
   }
   EXPECT_FALSE(c.cluster.tls);
 
-  // The sample documents the defaults, so it must say what an empty section means.
-  const Config defaults = *load_ok(kBase);
+  // The sample documents the defaults of kind etcd, so it must say what an
+  // empty section means for that kind.
+  EXPECT_EQ(c.cluster.kind, ClusterKind::etcd);
+  const Config defaults = *load_ok(kListener +
+                                   "cluster: {kind: etcd, members: [{name: m1, address: 127.0.0.1:1}]}\n");
   EXPECT_EQ(c.cluster.name, defaults.cluster.name);
+  EXPECT_EQ(c.cluster.http1_forward, defaults.cluster.http1_forward);
+  ASSERT_TRUE(c.cluster.etcd);
+  EXPECT_EQ(c.cluster.etcd->leader_routing, defaults.cluster.etcd->leader_routing);
   EXPECT_EQ(c.cluster.balance, defaults.cluster.balance);
   EXPECT_EQ(c.cluster.connect_timeout, defaults.cluster.connect_timeout);
   EXPECT_EQ(c.cluster.max_streams_per_connection, defaults.cluster.max_streams_per_connection);
@@ -285,6 +341,9 @@ TEST(LoadFile, SampleConfigLoadsWithDefaults) {
   EXPECT_EQ(c.limits.max_header_list_size, defaults.limits.max_header_list_size);
   EXPECT_EQ(c.limits.max_http1_request_bytes, defaults.limits.max_http1_request_bytes);
   EXPECT_EQ(c.limits.drain_timeout, defaults.limits.drain_timeout);
+  EXPECT_EQ(c.limits.keepalive_interval, defaults.limits.keepalive_interval);
+  EXPECT_EQ(c.limits.keepalive_timeout, defaults.limits.keepalive_timeout);
+  EXPECT_EQ(c.reload.watch, defaults.reload.watch);
   ASSERT_EQ(c.admin.allow.size(), defaults.admin.allow.size());
   for (size_t i = 0; i < c.admin.allow.size(); ++i) {
     EXPECT_EQ(c.admin.allow[i].ipv6, defaults.admin.allow[i].ipv6);
@@ -304,6 +363,9 @@ TEST(LoadString, DefaultsMatchTheSpec) {
   EXPECT_EQ(c->workers, std::max(1u, std::thread::hardware_concurrency()));  // auto
   EXPECT_EQ(c->listeners[0].address.port, 0);  // 0: the kernel picks a port
   EXPECT_EQ(c->cluster.name, "etcd");
+  EXPECT_EQ(c->cluster.kind, ClusterKind::grpc);
+  EXPECT_TRUE(c->cluster.http1_forward.empty());
+  EXPECT_FALSE(c->cluster.etcd);
   EXPECT_EQ(c->cluster.balance, Balance::least_request);
   EXPECT_EQ(c->cluster.connect_timeout, seconds(2));
   EXPECT_EQ(c->cluster.max_streams_per_connection, 100u);
@@ -321,6 +383,9 @@ TEST(LoadString, DefaultsMatchTheSpec) {
   EXPECT_EQ(c->limits.max_header_list_size, 65536u);
   EXPECT_EQ(c->limits.max_http1_request_bytes, 16384u);
   EXPECT_EQ(c->limits.drain_timeout, seconds(30));
+  EXPECT_EQ(c->limits.keepalive_interval, seconds(30));
+  EXPECT_EQ(c->limits.keepalive_timeout, seconds(10));
+  EXPECT_FALSE(c->reload.watch);
   ASSERT_EQ(c->admin.allow.size(), 2u);
   EXPECT_EQ(c->log.level, LogLevel::info);
   EXPECT_EQ(c->log.format, LogFormat::json);
@@ -338,10 +403,13 @@ listeners:
 workers: 3
 cluster:
   name: prod
+  kind: etcd
   members:
     - {name: a, address: "etcd-0.etcd.svc.cluster.local:2379"}
     - {name: b, address: "[fd00::2]:2379"}
   balance: round_robin
+  http1_forward: [/v3/kv/, /v3/watch]
+  etcd: {leader_routing: false}
   connect_timeout: 250ms
   max_streams_per_connection: 7
   tls: {ca_file: ca.crt, cert_file: c.crt, key_file: c.key, server_name: etcd.local}
@@ -356,6 +424,9 @@ limits:
   max_header_list_size: 5
   max_http1_request_bytes: 6
   drain_timeout: 7s
+  keepalive_interval: 8s
+  keepalive_timeout: 900ms
+reload: {watch: true}
 admin:
   allow: [10.0.0.0/8]
 log: {level: debug, format: text, access_log: False}
@@ -373,6 +444,10 @@ log: {level: debug, format: text, access_log: False}
   EXPECT_FALSE(secure.tls->require_tls);
   EXPECT_EQ(c->workers, 3u);
   EXPECT_EQ(c->cluster.name, "prod");
+  EXPECT_EQ(c->cluster.kind, ClusterKind::etcd);
+  EXPECT_EQ(c->cluster.http1_forward, (std::vector<std::string>{"/v3/kv/", "/v3/watch"}));
+  ASSERT_TRUE(c->cluster.etcd);
+  EXPECT_FALSE(c->cluster.etcd->leader_routing);
   EXPECT_EQ(c->cluster.members[0].address.host, "etcd-0.etcd.svc.cluster.local");
   EXPECT_EQ(c->cluster.members[1].address.to_string(), "[fd00::2]:2379");
   EXPECT_EQ(c->cluster.balance, Balance::round_robin);
@@ -397,10 +472,66 @@ log: {level: debug, format: text, access_log: False}
   EXPECT_EQ(c->limits.max_header_list_size, 5u);
   EXPECT_EQ(c->limits.max_http1_request_bytes, 6u);
   EXPECT_EQ(c->limits.drain_timeout, seconds(7));
+  EXPECT_EQ(c->limits.keepalive_interval, seconds(8));
+  EXPECT_EQ(c->limits.keepalive_timeout, milliseconds(900));
+  EXPECT_TRUE(c->reload.watch);
   ASSERT_EQ(c->admin.allow.size(), 1u);  // a given list replaces the default
   EXPECT_EQ(c->log.level, LogLevel::debug);
   EXPECT_EQ(c->log.format, LogFormat::text);
   EXPECT_FALSE(c->log.access_log);
+}
+
+const std::string kEtcdBase =
+    kListener + "cluster:\n  kind: etcd\n  members: [{name: m1, address: 127.0.0.1:1}]\n";
+
+TEST(LoadString, KindEtcdForwardsTheGatewayAndRoutesToTheLeaderByDefault) {
+  const auto c = load_ok(kEtcdBase);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->cluster.kind, ClusterKind::etcd);
+  EXPECT_EQ(c->cluster.http1_forward, (std::vector<std::string>{"/v3/", "/v3beta/", "/v3alpha/"}));
+  ASSERT_TRUE(c->cluster.etcd);
+  EXPECT_TRUE(c->cluster.etcd->leader_routing);
+}
+
+TEST(LoadString, KindEtcdEmptyBlockKeepsDefaults) {
+  const auto c = load_ok(kEtcdBase + "  etcd: {}\n");
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->cluster.etcd);
+  EXPECT_TRUE(c->cluster.etcd->leader_routing);
+}
+
+// An explicit empty list turns the gateway off; it is not the same as absent.
+TEST(LoadString, KindEtcdEmptyForwardListForwardsNothing) {
+  const auto c = load_ok(kEtcdBase + "  http1_forward: []\n");
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(c->cluster.http1_forward.empty());
+}
+
+// The kind is read first whatever its place in the file, so defaults that
+// depend on it do not overwrite a list given before it.
+TEST(LoadString, KindAfterForwardListKeepsTheList) {
+  const auto c = load_ok(kListener +
+                         "cluster:\n  http1_forward: [/v3/kv/]\n  etcd: {leader_routing: false}\n"
+                         "  members: [{name: m1, address: 127.0.0.1:1}]\n  kind: etcd\n");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->cluster.http1_forward, (std::vector<std::string>{"/v3/kv/"}));
+  ASSERT_TRUE(c->cluster.etcd);
+  EXPECT_FALSE(c->cluster.etcd->leader_routing);
+}
+
+TEST(LoadString, KindGrpcMayForwardHttp1) {
+  const auto c = load_ok(kListener +
+                         "cluster:\n  kind: grpc\n  members: [{name: m1, address: 127.0.0.1:1}]\n"
+                         "  http1_forward: [/api/]\n");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->cluster.http1_forward, (std::vector<std::string>{"/api/"}));
+  EXPECT_FALSE(c->cluster.etcd);
+}
+
+TEST(LoadString, HeaderListSizeCapIsAccepted) {
+  const auto c = load_ok(kBase + "limits: {max_header_list_size: 65536}\n");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->limits.max_header_list_size, 65536u);
 }
 
 TEST(LoadString, WorkersAutoIsTheCpuCount) {
@@ -539,6 +670,8 @@ TEST(ToString, NamesMatchTheConfigWords) {
   EXPECT_STREQ(to_string(LogLevel::error), "error");
   EXPECT_STREQ(to_string(Balance::least_request), "least_request");
   EXPECT_STREQ(to_string(Balance::round_robin), "round_robin");
+  EXPECT_STREQ(to_string(ClusterKind::grpc), "grpc");
+  EXPECT_STREQ(to_string(ClusterKind::etcd), "etcd");
 }
 
 // ---------------------------------------------------------------------------
