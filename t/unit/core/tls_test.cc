@@ -1,4 +1,4 @@
-#include "proxy/tls.h"
+#include "proxy/core/tls.h"
 
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
@@ -7,7 +7,7 @@
 
 #include <string>
 
-namespace sidemux {
+namespace sidemux::core {
 namespace {
 
 // A self-signed P-256 certificate for 127.0.0.1, made in memory.
@@ -126,4 +126,4 @@ TEST(Tls, GarbageFailsTheHandshake) {
 }
 
 }  // namespace
-}  // namespace sidemux
+}  // namespace sidemux::core
