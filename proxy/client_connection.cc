@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "proxy/core/uv_time.h"
 #include "proxy/http1_session.h"
 #include "proxy/http2_session.h"
 #include "proxy/listener.h"
@@ -10,23 +11,21 @@
 
 namespace sidemux {
 
-namespace {
-uint64_t ms(conf::Duration d) { return static_cast<uint64_t>(d.count()); }
-}  // namespace
+using core::ms;
 
 ClientConnection::ClientConnection(Worker& worker, Listener& listener)
     : worker_(worker),
       listener_(listener),
-      transport_(worker, *this, worker.downstream_bytes_in(), worker.downstream_bytes_out()) {
+      transport_(worker.context(), *this, worker.downstream_bytes_in(), worker.downstream_bytes_out()) {
   uv_timer_init(worker.loop(), &timer_);
   timer_.data = this;
-  worker.shared().connections.fetch_add(1, std::memory_order_relaxed);
+  worker.process().connections.fetch_add(1, std::memory_order_relaxed);
 }
 
 ClientConnection::~ClientConnection() {
   // The session goes first: its streams may still refer to this connection.
   session_.reset();
-  worker_.shared().connections.fetch_sub(1, std::memory_order_relaxed);
+  worker_.process().connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void ClientConnection::start() {
@@ -59,7 +58,7 @@ void ClientConnection::on_transport_read(const char* data, size_t len) {
 }
 
 void ClientConnection::on_transport_error(int status) {
-  const TlsEndpoint* tls = transport_.tls();
+  const core::TlsEndpoint* tls = transport_.tls();
   if (tls && !tls->handshake_done()) {
     listener_.count_rejected("tls_handshake");
     worker_.log().debug("tls handshake failed", {{"listener", listener_.name()}, {"error", tls->error()}});
@@ -115,7 +114,7 @@ void ClientConnection::start_tls(const char* rest, size_t rest_len) {
   std::array<char, parsers::kHttp2Preface.size()> hello = sniff_;
   size_t hello_len = sniff_len_;
   sniff_len_ = 0;
-  transport_.start_tls(TlsEndpoint::server(listener_.tls_context()));
+  transport_.start_tls(core::TlsEndpoint::server(listener_.tls_context()));
   transport_.feed_tls(hello.data(), hello_len);
   if (!closing_ && rest_len > 0) transport_.feed_tls(rest, rest_len);
 }

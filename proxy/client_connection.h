@@ -13,15 +13,15 @@
 #include <memory>
 
 #include "parsers/classify.h"
+#include "proxy/core/transport.h"
 #include "proxy/session.h"
-#include "proxy/transport.h"
 
 namespace sidemux {
 
 class Listener;
 class Worker;
 
-class ClientConnection : private Transport::Owner {
+class ClientConnection : private core::Transport::Owner {
  public:
   ClientConnection(Worker& worker, Listener& listener);
   ~ClientConnection();
@@ -34,7 +34,7 @@ class ClientConnection : private Transport::Owner {
 
   Worker& worker() { return worker_; }
   Listener& listener() { return listener_; }
-  Transport& transport() { return transport_; }
+  core::Transport& transport() { return transport_; }
   const struct sockaddr* peer() const { return reinterpret_cast<const sockaddr*>(&peer_); }
 
   // Drain (SIGTERM): unclassified connections close, sessions shut down.
@@ -59,7 +59,7 @@ class ClientConnection : private Transport::Owner {
 
   Worker& worker_;
   Listener& listener_;
-  Transport transport_;
+  core::Transport transport_;
   uv_timer_t timer_;  // classify timeout, then idle timeout
   struct sockaddr_storage peer_ {};
 

@@ -1,24 +1,21 @@
 #include "proxy/http2_session.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <array>
 #include <cstring>
 
 #include "proxy/client_connection.h"
-#include "proxy/h2_common.h"
+#include "proxy/core/address.h"
+#include "proxy/core/h2_common.h"
 #include "proxy/listener.h"
 #include "proxy/local_handlers.h"
 #include "proxy/proxied_stream.h"
 #include "proxy/worker.h"
-#include "upstream/windows.h"
 
 namespace sidemux {
 
 struct Http2Session::Stream {
   int32_t id;
-  HeaderList headers;  // request headers as received, pseudo-headers first
+  core::HeaderList headers;  // request headers as received, pseudo-headers first
   std::string_view method;
   std::string_view path;
   uint32_t header_bytes = 0;
@@ -31,47 +28,20 @@ namespace {
 
 Http2Session* self(void* user) { return static_cast<Http2Session*>(user); }
 
-std::string format_peer(const sockaddr* sa) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  uint16_t port = 0;
-  if (sa->sa_family == AF_INET) {
-    auto* sin = reinterpret_cast<const sockaddr_in*>(sa);
-    inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
-    port = ntohs(sin->sin_port);
-    return std::string(host) + ":" + std::to_string(port);
-  }
-  if (sa->sa_family == AF_INET6) {
-    auto* sin6 = reinterpret_cast<const sockaddr_in6*>(sa);
-    inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
-    port = ntohs(sin6->sin6_port);
-  }
-  return "[" + std::string(host) + "]:" + std::to_string(port);
-}
-
 }  // namespace
 
 Http2Session::Http2Session(ClientConnection& conn)
     : conn_(conn),
       max_header_list_size_(conn.worker().config()->limits.max_header_list_size),
-      peer_(format_peer(conn.peer())) {
-  H2Callbacks cbs = make_h2_callbacks();
-  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs.get(), on_begin_headers);
-  nghttp2_session_callbacks_set_on_header_callback(cbs.get(), on_header);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs.get(), on_frame_recv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs.get(), on_data_chunk);
-  nghttp2_session_callbacks_set_on_frame_send_callback(cbs.get(), on_frame_send);
-  nghttp2_session_callbacks_set_on_stream_close_callback(cbs.get(), on_stream_close);
-  nghttp2_session_server_new2(&session_, cbs.get(), this, make_h2_options().get());
-
+      peer_(core::format_peer(conn.peer())) {
+  const core::H2Handlers handlers{on_begin_headers, on_header, on_frame_recv,
+                                  on_data_chunk, on_frame_send, on_stream_close};
   const auto& limits = conn.worker().config()->limits;
-  std::array<nghttp2_settings_entry, 4> settings = {{
+  std::array<nghttp2_settings_entry, 2> settings = {{
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, limits.max_header_list_size},
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
   }};
-  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings.data(), settings.size());
-  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+  session_ = core::new_h2_session(core::H2Role::server, handlers, this, settings);
 }
 
 Http2Session::~Http2Session() {
@@ -106,7 +76,7 @@ void Http2Session::fail(const char* what, int code) {
 }
 
 void Http2Session::produce() {
-  if (send_h2_output(session_, conn_.transport()) != 0) {
+  if (core::send_h2_output(session_, conn_.transport()) != 0) {
     conn_.close();
     return;
   }
@@ -125,16 +95,16 @@ void Http2Session::shutdown(bool final) {
   }
 }
 
-void Http2Session::submit_response(int32_t id, const HeaderList& fields, bool has_body) {
-  auto nva = to_nv(fields);
+void Http2Session::submit_response(int32_t id, const core::HeaderList& fields, bool has_body) {
+  auto nva = core::to_nv(fields);
   nghttp2_data_provider provider{};
   provider.read_callback = read_body;
   nghttp2_submit_response(session_, id, nva.data(), nva.size(), has_body ? &provider : nullptr);
   conn_.transport().schedule();
 }
 
-void Http2Session::submit_trailer(int32_t id, const HeaderList& fields) {
-  auto nva = to_nv(fields);
+void Http2Session::submit_trailer(int32_t id, const core::HeaderList& fields) {
+  auto nva = core::to_nv(fields);
   nghttp2_submit_trailer(session_, id, nva.data(), nva.size());
   conn_.transport().schedule();
 }
@@ -170,11 +140,10 @@ int Http2Session::on_header(nghttp2_session*, const nghttp2_frame* frame, const 
   Stream* stream = s->find(frame->hd.stream_id);
   // Request trailers (rare in gRPC) are not forwarded.
   if (!stream || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-  // RFC 9113 counts 32 bytes of overhead per field for the header list size.
-  stream->header_bytes += static_cast<uint32_t>(namelen + valuelen + 32);
-  if (stream->header_bytes > s->max_header_list_size_) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  if (!core::count_header_field(stream->header_bytes, namelen, valuelen, s->max_header_list_size_))
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   std::string_view n(reinterpret_cast<const char*>(name), namelen);
-  if (is_hop_by_hop(n)) return 0;
+  if (core::is_hop_by_hop(n)) return 0;
   stream->headers.push_back({std::string(n), std::string(reinterpret_cast<const char*>(value), valuelen)});
   return 0;
 }
@@ -259,7 +228,7 @@ ssize_t Http2Session::read_body(nghttp2_session*, int32_t stream_id, uint8_t* bu
 void Http2Session::respond_local(Stream& stream) {
   LocalRequest req{stream.method, stream.path, conn_.peer()};
   LocalResponse resp = handle_local(req, conn_.worker().local_context());
-  HeaderList fields = {{":status", std::to_string(resp.status)},
+  core::HeaderList fields = {{":status", std::to_string(resp.status)},
                        {"content-type", std::string(resp.content_type)},
                        {"content-length", std::to_string(resp.body.size())}};
   if (resp.method_not_allowed()) fields.push_back({"allow", std::string(kAllow)});

@@ -10,7 +10,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "proxy/header_list.h"
+#include "proxy/core/header_list.h"
 #include "proxy/session.h"
 
 namespace sidemux {
@@ -34,8 +34,8 @@ class Http2Session : public Session {
   // For proxied streams.
   Worker& worker();
   const std::string& peer_string() const { return peer_; }
-  void submit_response(int32_t id, const HeaderList& fields, bool has_body);
-  void submit_trailer(int32_t id, const HeaderList& fields);
+  void submit_response(int32_t id, const core::HeaderList& fields, bool has_body);
+  void submit_trailer(int32_t id, const core::HeaderList& fields);
   void resume_data(int32_t id);
   // Request bytes passed on: reopen the stream's window (the connection's
   // reopens on receipt, as on the member side).

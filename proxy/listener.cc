@@ -1,6 +1,5 @@
 #include "proxy/listener.h"
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -10,7 +9,8 @@
 #include <memory>
 
 #include "proxy/client_connection.h"
-#include "proxy/metric_names.h"
+#include "proxy/core/address.h"
+#include "proxy/core/metric_names.h"
 #include "proxy/worker.h"
 
 namespace sidemux {
@@ -21,27 +21,12 @@ constexpr int kBacklog = 511;
 }  // namespace
 
 int bind_listener(const conf::HostPort& address, std::string& error) {
-  sockaddr_storage ss{};
-  socklen_t len;
-  if (address.ipv6) {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(address.port);
-    if (inet_pton(AF_INET6, address.host.c_str(), &sin6->sin6_addr) != 1) {
-      error = "not an IPv6 address: " + address.host;
-      return -1;
-    }
-    len = sizeof *sin6;
-  } else {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(address.port);
-    if (inet_pton(AF_INET, address.host.c_str(), &sin->sin_addr) != 1) {
-      error = "not an IPv4 address: " + address.host;
-      return -1;
-    }
-    len = sizeof *sin;
+  sockaddr_storage ss;
+  if (!core::to_sockaddr(address, ss)) {
+    error = std::string(address.ipv6 ? "not an IPv6 address: " : "not an IPv4 address: ") + address.host;
+    return -1;
   }
+  socklen_t len = core::sockaddr_length(ss);
   // libuv 1.44 has no UV_TCP_REUSEPORT, so the socket is made here and
   // handed to the worker's loop with uv_tcp_open.
   int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -65,8 +50,7 @@ uint16_t local_port(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
-  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
-  return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  return core::port_of(reinterpret_cast<sockaddr*>(&ss));
 }
 
 Listener::Listener(Worker& worker, const conf::Listener& conf, size_t index, int fd)
@@ -119,7 +103,7 @@ void Listener::on_connection(int status) {
     return;
   }
   // The count includes this connection (the constructor added it).
-  if (worker_.shared().connections.load(std::memory_order_relaxed) > worker_.config()->limits.max_connections) {
+  if (worker_.process().connections.load(std::memory_order_relaxed) > worker_.config()->limits.max_connections) {
     count_rejected("limit");
     c->close();
     return;

@@ -11,7 +11,7 @@
 
 #include "conf/config.h"
 #include "parsers/classify.h"
-#include "proxy/metrics.h"
+#include "proxy/core/metrics.h"
 
 namespace sidemux {
 

@@ -3,8 +3,10 @@
 #include <array>
 #include <cstdio>
 
-#include "proxy/log.h"
-#include "proxy/metric_names.h"
+#include "proxy/core/log.h"
+#include "proxy/core/metric_names.h"
+#include "proxy/core/metrics_text.h"
+#include "proxy/core/process_stats.h"
 #include "proxy/version.h"
 
 namespace sidemux {
@@ -49,7 +51,7 @@ LocalResponse json(int status, std::string body) {
 
 std::string quoted(std::string_view s) {
   std::string out = "\"";
-  append_json_escaped(out, s);
+  core::append_json_escaped(out, s);
   out += '"';
   return out;
 }

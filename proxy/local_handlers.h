@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "conf/config.h"
-#include "proxy/metrics.h"
+#include "proxy/core/metrics.h"
 #include "upstream/cluster.h"
 
 struct sockaddr;

@@ -6,7 +6,7 @@
 #include <string_view>
 
 #include "conf/config.h"
-#include "proxy/log.h"
+#include "proxy/core/log.h"
 #include "proxy/probe.h"
 #include "proxy/server.h"
 #include "proxy/version.h"
@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
 
   // A client that disconnects mid-write must not kill the process.
   std::signal(SIGPIPE, SIG_IGN);
-  sidemux::Logger log;
+  sidemux::core::Logger log;
   sidemux::Server server(config, log);
   return server.run();
 }

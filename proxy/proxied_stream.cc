@@ -1,13 +1,12 @@
 #include "proxy/proxied_stream.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cstring>
 
 #include "parsers/grpc.h"
+#include "proxy/core/metric_names.h"
 #include "proxy/http2_session.h"
-#include "proxy/metric_names.h"
 #include "proxy/worker.h"
 #include "upstream/member.h"
 #include "upstream/upstream_session.h"
@@ -54,7 +53,7 @@ class ProxiedStream::Deadline {
   Timer* timer_;
 };
 
-ProxiedStream::ProxiedStream(Http2Session& session, int32_t id, HeaderList request_headers, bool request_ended)
+ProxiedStream::ProxiedStream(Http2Session& session, int32_t id, core::HeaderList request_headers, bool request_ended)
     : down_(session),
       down_id_(id),
       config_(session.worker().config()),
@@ -71,7 +70,7 @@ ProxiedStream::~ProxiedStream() {
 }
 
 void ProxiedStream::start() {
-  std::string_view timeout = find_header(request_headers_, "grpc-timeout");
+  std::string_view timeout = core::find_header(request_headers_, "grpc-timeout");
   std::chrono::nanoseconds ns;
   if (!timeout.empty() && grpc::parse_timeout(timeout, ns)) {
     // Rounded up: a deadline must never fire early.
@@ -86,12 +85,12 @@ void ProxiedStream::attempt(std::string_view last_failure) {
   uint32_t max_attempts = 1 + config_->cluster.retry.attempts;
   std::string failure(last_failure);
   while (attempts_ < max_attempts) {
-    std::shared_ptr<upstream::Member> m = cluster.pick(tried_);
+    std::shared_ptr<upstream::Member> m = cluster.pick(tried_members_);
     if (!m) break;
     ++attempts_;
     upstream::UpstreamSession* session = m->pool().session_for_new_stream();
     if (session) {
-      auto nva = to_nv(request_headers_);
+      auto nva = core::to_nv(request_headers_);
       bool has_body = !(request_ended_ && request_body_.empty());
       int32_t id = session->submit(nva.data(), nva.size(), has_body, this);
       if (id > 0) {
@@ -156,7 +155,7 @@ void ProxiedStream::drop_sent_request() {
 }
 
 void ProxiedStream::on_response_header(std::string_view name, std::string_view value, bool trailer) {
-  if (is_hop_by_hop(name)) return;
+  if (core::is_hop_by_hop(name)) return;
   (trailer ? trailers_ : response_headers_).push_back({std::string(name), std::string(value)});
 }
 
@@ -264,7 +263,7 @@ void ProxiedStream::on_deadline() {
 void ProxiedStream::end_with_status(int grpc_status, std::string_view message) {
   detach_upstream(NGHTTP2_CANCEL);
   grpc_status_ = grpc_status;
-  HeaderList status = {{"grpc-status", std::to_string(grpc_status)}, {"grpc-message", grpc::percent_encode(message)}};
+  core::HeaderList status = {{"grpc-status", std::to_string(grpc_status)}, {"grpc-message", grpc::percent_encode(message)}};
   if (response_started_) {
     // Headers went out already: what is buffered is dropped and the stream
     // ends with trailers carrying the status.
@@ -274,16 +273,16 @@ void ProxiedStream::end_with_status(int grpc_status, std::string_view message) {
     down_.resume_data(down_id_);
     return;
   }
-  HeaderList fields = {{":status", "200"}, {"content-type", std::string(grpc::kContentType)}};
+  core::HeaderList fields = {{":status", "200"}, {"content-type", std::string(grpc::kContentType)}};
   fields.insert(fields.end(), status.begin(), status.end());
   response_started_ = response_ended_ = true;
   down_.submit_response(down_id_, fields, false);
 }
 
-void ProxiedStream::note_grpc_status(const HeaderList& fields) {
-  std::string_view v = find_header(fields, "grpc-status");
+void ProxiedStream::note_grpc_status(const core::HeaderList& fields) {
+  std::string_view v = core::find_header(fields, "grpc-status");
   int code;
-  if (!v.empty() && std::from_chars(v.data(), v.data() + v.size(), code).ec == std::errc()) grpc_status_ = code;
+  if (!v.empty() && core::parse_int(v, code)) grpc_status_ = code;
 }
 
 void ProxiedStream::on_downstream_close(uint32_t error_code) {
@@ -310,7 +309,7 @@ void ProxiedStream::finish() {
   if (w.log().access_log()) {
     w.log().info("access", {{"client", down_.peer_string()},
                             {"proto", "h2"},
-                            {"path", find_header(request_headers_, ":path")},
+                            {"path", core::find_header(request_headers_, ":path")},
                             {"member", member},
                             {"grpc_status", status},
                             {"duration_ms", std::round(seconds * 1e6) / 1e3},

@@ -6,7 +6,7 @@
 // Flow control is end to end: request bytes are consumed on the client's
 // window only when the member's window took them, response bytes on the
 // member's window only when the client's window took them. Each direction
-// buffers at most one stream window (upstream/windows.h).
+// buffers at most one stream window (proxy/core/flow_windows.h).
 #pragma once
 
 #include <uv.h>
@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "conf/config.h"
-#include "proxy/byte_queue.h"
-#include "proxy/header_list.h"
+#include "proxy/core/byte_queue.h"
+#include "proxy/core/header_list.h"
 #include "upstream/stream_handler.h"
 
 namespace sidemux {
@@ -33,7 +33,7 @@ class Http2Session;
 
 class ProxiedStream final : public upstream::StreamHandler {
  public:
-  ProxiedStream(Http2Session& session, int32_t id, HeaderList request_headers, bool request_ended);
+  ProxiedStream(Http2Session& session, int32_t id, core::HeaderList request_headers, bool request_ended);
   ~ProxiedStream() override;
   ProxiedStream(const ProxiedStream&) = delete;
   ProxiedStream& operator=(const ProxiedStream&) = delete;
@@ -65,17 +65,17 @@ class ProxiedStream final : public upstream::StreamHandler {
   void respond_trailers_only(int grpc_status, std::string_view message);
   void end_with_status(int grpc_status, std::string_view message);
   void on_deadline();
-  void note_grpc_status(const HeaderList& fields);
+  void note_grpc_status(const core::HeaderList& fields);
   void finish();
 
   Http2Session& down_;
   int32_t down_id_;
   std::shared_ptr<const conf::Config> config_;  // the generation this stream started in
-  HeaderList request_headers_;
-  HeaderList response_headers_;
-  HeaderList trailers_;
-  ByteQueue request_body_;
-  ByteQueue response_body_;
+  core::HeaderList request_headers_;
+  core::HeaderList response_headers_;
+  core::HeaderList trailers_;
+  core::ByteQueue request_body_;
+  core::ByteQueue response_body_;
   // Request bytes already sent upstream but kept for a retry until the
   // member answers (at most kRetryBufferLimit).
   size_t request_sent_ = 0;
@@ -90,7 +90,7 @@ class ProxiedStream final : public upstream::StreamHandler {
   std::shared_ptr<upstream::Member> member_;
   upstream::UpstreamSession* up_ = nullptr;
   int32_t up_id_ = -1;
-  uint64_t tried_ = 0;  // member indexes, for retries
+  uint64_t tried_members_ = 0;  // bit i: member i was tried (Cluster::pick), for retries
   uint32_t attempts_ = 0;
   std::unique_ptr<Deadline> deadline_;
 

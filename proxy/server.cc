@@ -2,8 +2,8 @@
 
 #include <unistd.h>
 
+#include "proxy/core/metric_names.h"
 #include "proxy/listener.h"
-#include "proxy/metric_names.h"
 
 namespace sidemux {
 
@@ -24,7 +24,7 @@ bool same_listeners(const conf::Config& a, const conf::Config& b) {
 }
 }  // namespace
 
-Server::Server(std::string config_path, Logger& log) : config_path_(std::move(config_path)), log_(log) {
+Server::Server(std::string config_path, core::Logger& log) : config_path_(std::move(config_path)), log_(log) {
   uv_loop_init(&loop_);
 }
 
@@ -70,7 +70,7 @@ bool Server::start(std::string& error) {
   uv_signal_start(&sigterm_, on_stop, SIGTERM);
   uv_signal_start(&sigint_, on_stop, SIGINT);
 
-  tls_ = TlsContexts::build(*config_, error);
+  tls_ = core::TlsContexts::build(*config_, error);
   if (!tls_) return false;
   unsigned n = config_->workers;
   // Every worker gets its own socket per listener (SO_REUSEPORT). A port of 0
@@ -95,19 +95,19 @@ bool Server::start(std::string& error) {
     log_.info("listening", {{"listener", l.name}, {"address", address.to_string()}});
   }
 
-  shared_ = std::make_unique<SharedState>(log_);
-  shared_->workers = n;
-  shared_->registries.push_back(&registry_);
+  process_ = std::make_unique<ProcessState>(log_);
+  process_->workers = n;
+  process_->registries.push_back(&registry_);
   for (unsigned i = 0; i < n; ++i) {
     worker_registries_.push_back(std::make_unique<metrics::Registry>());
-    shared_->registries.push_back(worker_registries_.back().get());
+    process_->registries.push_back(worker_registries_.back().get());
   }
   registry_.gauge(metrics::kConfigGeneration).set(static_cast<int64_t>(config_->generation));
   registry_.counter(metrics::kConfigReloads, {"success"});
   registry_.counter(metrics::kConfigReloads, {"failure"});
   for (unsigned i = 0; i < n; ++i)
     workers_.push_back(
-        std::make_unique<Worker>(i, *shared_, *worker_registries_[i], config_, tls_, std::move(fds[i])));
+        std::make_unique<Worker>(i, *process_, *worker_registries_[i], config_, tls_, std::move(fds[i])));
 
   for (auto& w : workers_) w->start();
   log_.info("started", {{"workers", n}, {"config", config_path_}, {"generation", config_->generation}});
@@ -135,7 +135,7 @@ void Server::reload() {
   // Certificates and keys are read again, for new handshakes; a file that
   // does not load fails the reload as a bad config does.
   std::string error;
-  auto tls = TlsContexts::build(*next, error);
+  auto tls = core::TlsContexts::build(*next, error);
   if (!tls) {
     registry_.counter(metrics::kConfigReloads, {"failure"}).inc();
     log_.error("config reload failed; keeping the running config",

@@ -11,16 +11,16 @@
 #include <vector>
 
 #include "conf/config.h"
-#include "proxy/log.h"
-#include "proxy/metrics.h"
-#include "proxy/tls_context.h"
+#include "proxy/core/log.h"
+#include "proxy/core/metrics.h"
+#include "proxy/core/tls_context.h"
 #include "proxy/worker.h"
 
 namespace sidemux {
 
 class Server {
  public:
-  Server(std::string config_path, Logger& log);
+  Server(std::string config_path, core::Logger& log);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -36,9 +36,9 @@ class Server {
   void close_handles();  // the main loop's: it ends once they are closed
 
   std::string config_path_;
-  Logger& log_;
+  core::Logger& log_;
   std::shared_ptr<const conf::Config> config_;
-  std::shared_ptr<const TlsContexts> tls_;
+  std::shared_ptr<const core::TlsContexts> tls_;
 
   uv_loop_t loop_;
   uv_signal_t sighup_;
@@ -52,7 +52,7 @@ class Server {
   // outlive the workers, whose threads write into them.
   metrics::Registry registry_;
   std::vector<std::unique_ptr<metrics::Registry>> worker_registries_;
-  std::unique_ptr<SharedState> shared_;
+  std::unique_ptr<ProcessState> process_;
   std::vector<std::unique_ptr<Worker>> workers_;
 };
 

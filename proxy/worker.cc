@@ -5,9 +5,8 @@
 #include <algorithm>
 
 #include "proxy/client_connection.h"
+#include "proxy/core/metric_names.h"
 #include "proxy/listener.h"
-#include "proxy/metric_names.h"
-#include "proxy/transport.h"
 
 namespace sidemux {
 
@@ -17,45 +16,36 @@ Worker* self(uv_handle_t* h) { return static_cast<Worker*>(h->data); }
 // The first GOAWAY is a notice; the final one follows after this long (or
 // at the end of drain_timeout, if that is shorter), as h2o does.
 constexpr uint64_t kFinalGoawayDelayMs = 1000;
-// Bound on produce passes per loop turn when producing schedules more work.
-constexpr int kMaxProducePasses = 16;
 }  // namespace
 
-Worker::Worker(unsigned index, SharedState& shared, metrics::Registry& registry,
-               std::shared_ptr<const conf::Config> config, std::shared_ptr<const TlsContexts> tls,
+Worker::Worker(unsigned index, ProcessState& process, metrics::Registry& registry,
+               std::shared_ptr<const conf::Config> config, std::shared_ptr<const core::TlsContexts> tls,
                std::vector<int> fds)
-    : index_(index),
-      shared_(shared),
-      registry_(registry),
-      config_(std::move(config)),
-      tls_(std::move(tls)),
+    : process_(process),
       fds_(std::move(fds)),
       streams_active_(registry.gauge(metrics::kStreamsActive)),
       downstream_in_(registry.counter(metrics::kBytes, {"downstream", "in"})),
-      downstream_out_(registry.counter(metrics::kBytes, {"downstream", "out"})),
-      upstream_in_(registry.counter(metrics::kBytes, {"upstream", "in"})),
-      upstream_out_(registry.counter(metrics::kBytes, {"upstream", "out"})),
-      read_buf_(std::make_unique<char[]>(kReadBufferSize)),
-      tls_buf_(std::make_unique<char[]>(kTlsBufferSize)) {
+      downstream_out_(registry.counter(metrics::kBytes, {"downstream", "out"})) {
   uv_loop_init(&loop_);
-  cluster_ = std::make_unique<upstream::Cluster>(*this, config_->cluster);
+  context_ = std::make_unique<core::LoopContext>(&loop_, index, process.log, registry, std::move(config),
+                                                 std::move(tls));
+  cluster_ = std::make_unique<upstream::Cluster>(*context_, context_->config()->cluster);
   uv_async_init(&loop_, &async_, [](uv_async_t* a) { self(reinterpret_cast<uv_handle_t*>(a))->on_async(); });
-  uv_prepare_init(&loop_, &prepare_);
-  uv_idle_init(&loop_, &idle_);
   uv_timer_init(&loop_, &drain_timer_);
-  async_.data = prepare_.data = drain_timer_.data = idle_.data = this;
+  async_.data = drain_timer_.data = this;
 }
 
 Worker::~Worker() {
   // The loop has ended (join) and every handle is closed.
   cluster_.reset();
+  context_.reset();
   uv_loop_close(&loop_);
   for (int fd : fds_) ::close(fd);
 }
 
 void Worker::start() {
   for (size_t i = 0; i < fds_.size(); ++i) {
-    auto l = std::make_unique<Listener>(*this, config_->listeners[i], i, fds_[i]);
+    auto l = std::make_unique<Listener>(*this, config()->listeners[i], i, fds_[i]);
     std::string error;
     // The server bound and listened on these sockets already: this cannot
     // fail short of fd exhaustion, which is worth a loud abort.
@@ -67,7 +57,7 @@ void Worker::start() {
   }
   // uv_tcp_open took ownership of the fds; uv_close will close them.
   fds_.clear();
-  uv_prepare_start(&prepare_, [](uv_prepare_t* p) { self(reinterpret_cast<uv_handle_t*>(p))->on_prepare(); });
+  context_->scheduler().start();
   started_ = true;
   uv_thread_create(&thread_, [](void* arg) { static_cast<Worker*>(arg)->run(); }, this);
 }
@@ -99,10 +89,9 @@ void Worker::on_async() {
   for (auto& job : jobs) job(*this);
 }
 
-void Worker::set_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const TlsContexts> tls) {
+void Worker::set_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const core::TlsContexts> tls) {
   post([config = std::move(config), tls = std::move(tls)](Worker& w) {
-    w.config_ = config;
-    w.tls_ = tls;
+    w.context_->set_config(config, tls);
     w.cluster_->apply(config->cluster);
   });
 }
@@ -115,8 +104,8 @@ void Worker::drain(std::function<void()> done) {
 }
 
 LocalContext Worker::local_context() const {
-  return LocalContext{*config_, *cluster_, shared_.registries, registry_, shared_.started, !draining_,
-                      shared_.workers};
+  return LocalContext{*config(), *cluster_, process_.registries, context_->metrics(), process_.started,
+                      !draining_, process_.workers};
 }
 
 void Worker::adopt(std::unique_ptr<ClientConnection> conn) {
@@ -133,43 +122,6 @@ void Worker::release(ClientConnection* conn) {
   finish_drain_if_empty();
 }
 
-void Worker::schedule(Transport* t) {
-  if (t->scheduled) return;
-  t->scheduled = true;
-  scheduled_.push_back(t);
-}
-
-void Worker::unschedule(Transport* t) {
-  if (!t->scheduled) return;
-  t->scheduled = false;
-  std::erase(scheduled_, t);
-  // on_prepare() may be walking producing_ right now: blank the entry
-  // rather than shift the ones after it past the walk.
-  std::replace(producing_.begin(), producing_.end(), t, static_cast<Transport*>(nullptr));
-}
-
-void Worker::on_prepare() {
-  // Runs before the loop polls: every transport touched since the last turn
-  // produces its output and writes it in one batch.
-  for (int pass = 0; pass < kMaxProducePasses && !scheduled_.empty(); ++pass) {
-    producing_.swap(scheduled_);
-    for (size_t i = 0; i < producing_.size(); ++i) {
-      Transport* t = producing_[i];
-      if (!t) continue;
-      t->scheduled = false;
-      t->produce_and_flush();
-    }
-    producing_.clear();
-  }
-  // Streams that keep feeding each other can leave work after the last
-  // pass; then the poll that follows must not block.
-  if (scheduled_.empty()) {
-    uv_idle_stop(&idle_);
-  } else {
-    uv_idle_start(&idle_, [](uv_idle_t*) {});
-  }
-}
-
 void Worker::begin_drain() {
   if (draining_) return;
   draining_ = true;
@@ -177,7 +129,7 @@ void Worker::begin_drain() {
   // shutdown() may close connections, which only happens in later close
   // callbacks, so iterating the list here is safe.
   for (auto& c : connections_) c->shutdown(false);
-  uint64_t drain_ms = static_cast<uint64_t>(config_->limits.drain_timeout.count());
+  uint64_t drain_ms = static_cast<uint64_t>(config()->limits.drain_timeout.count());
   uv_timer_start(&drain_timer_, on_drain_timer, std::min(kFinalGoawayDelayMs, drain_ms), 0);
   finish_drain_if_empty();
 }
@@ -187,7 +139,7 @@ void Worker::on_drain_timer(uv_timer_t* t) {
   if (!w->final_goaway_sent_) {
     w->final_goaway_sent_ = true;
     for (auto& c : w->connections_) c->shutdown(true);
-    uint64_t drain_ms = static_cast<uint64_t>(w->config_->limits.drain_timeout.count());
+    uint64_t drain_ms = static_cast<uint64_t>(w->config()->limits.drain_timeout.count());
     uv_timer_start(t, on_drain_timer, drain_ms > kFinalGoawayDelayMs ? drain_ms - kFinalGoawayDelayMs : 0, 0);
     return;
   }
@@ -205,8 +157,7 @@ void Worker::close_handles() {
   // Member connections go last: client streams on them are gone by now.
   cluster_->shutdown();
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
+  context_->scheduler().close();
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
   // Handles that remain (listeners already closing) end with the loop;
   // the callback that says so runs last on this thread.

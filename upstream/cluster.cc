@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "proxy/worker.h"
+#include "proxy/core/loop_context.h"
 
 namespace sidemux::upstream {
 
@@ -11,11 +11,11 @@ namespace {
 constexpr uint64_t kSweepMs = 250;
 }  // namespace
 
-Cluster::Cluster(Worker& worker, const conf::Cluster& conf) : worker_(worker), balancer_(conf.balance) {
-  uv_timer_init(worker.loop(), &sweep_timer_);
+Cluster::Cluster(core::LoopContext& context, const conf::Cluster& conf) : context_(context), balancer_(conf.balance) {
+  uv_timer_init(context.loop(), &sweep_timer_);
   sweep_timer_.data = this;
   members_.reserve(conf.members.size());
-  for (const auto& m : conf.members) members_.push_back(std::make_shared<Member>(worker, *this, m));
+  for (const auto& m : conf.members) members_.push_back(std::make_shared<Member>(context, *this, m));
 }
 
 void Cluster::start() {
@@ -53,11 +53,11 @@ void Cluster::apply(const conf::Cluster& next) {
       kept.push_back(std::move(*it));
       members_.erase(it);
     } else {
-      kept.push_back(std::make_shared<Member>(worker_, *this, conf));
+      kept.push_back(std::make_shared<Member>(context_, *this, conf));
       kept.back()->start();
     }
   }
-  uint64_t deadline = uv_now(worker_.loop()) + static_cast<uint64_t>(worker_.config()->limits.drain_timeout.count());
+  uint64_t deadline = uv_now(context_.loop()) + static_cast<uint64_t>(context_.config()->limits.drain_timeout.count());
   for (auto& gone : members_) {
     gone->retire();
     retired_.push_back({std::move(gone), deadline});
@@ -69,7 +69,7 @@ void Cluster::apply(const conf::Cluster& next) {
 
 void Cluster::on_sweep(uv_timer_t* t) {
   auto* c = static_cast<Cluster*>(t->data);
-  uint64_t now = uv_now(c->worker_.loop());
+  uint64_t now = uv_now(c->context_.loop());
   for (auto& r : c->retired_)
     if (now >= r.deadline) r.member->pool().shutdown();
   // Freed here once nothing of it is open; streams may still hold it.
@@ -104,7 +104,7 @@ void describe_health(const Member& m, std::string& out) {
 
 }  // namespace
 
-Cluster::Verdict Cluster::health() const {
+Cluster::HealthSummary Cluster::health() const {
   if (any_healthy()) return {true, ""};
   return {false, list_members(members_, "no healthy member", describe_health)};
 }

@@ -17,15 +17,15 @@
 #include "upstream/balancer.h"
 #include "upstream/member.h"
 
-namespace sidemux {
-class Worker;
+namespace sidemux::core {
+class LoopContext;
 }
 
 namespace sidemux::upstream {
 
 class Cluster {
  public:
-  Cluster(Worker& worker, const conf::Cluster& conf);
+  Cluster(core::LoopContext& context, const conf::Cluster& conf);
 
   void start();     // health checks (each opens its member's first connection)
   void shutdown();  // stop checks, close every member connection
@@ -38,11 +38,11 @@ class Cluster {
 
   // At least one member healthy, else a reason naming each member's state
   // (the text /health, /readyz and UNAVAILABLE answers carry).
-  struct Verdict {
+  struct HealthSummary {
     bool healthy;
     std::string reason;
   };
-  Verdict health() const;
+  HealthSummary health() const;
   bool any_healthy() const;
   // Why no member can take a stream: each member's health and ejection.
   std::string unavailable_reason() const;
@@ -54,7 +54,7 @@ class Cluster {
   };
   static void on_sweep(uv_timer_t* t);
 
-  Worker& worker_;
+  core::LoopContext& context_;
   std::vector<std::shared_ptr<Member>> members_;
   std::vector<Retired> retired_;
   uv_timer_t sweep_timer_;  // retired members: force-close and free

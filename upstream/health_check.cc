@@ -2,12 +2,11 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <cstring>
 
 #include "parsers/grpc.h"
-#include "proxy/header_list.h"
-#include "proxy/worker.h"
+#include "proxy/core/header_list.h"
+#include "proxy/core/loop_context.h"
 #include "upstream/member.h"
 #include "upstream/upstream_session.h"
 
@@ -24,13 +23,13 @@ constexpr uint8_t kServing = 1;
 
 int to_int(std::string_view v, int fallback) {
   int n;
-  return std::from_chars(v.data(), v.data() + v.size(), n).ec == std::errc() ? n : fallback;
+  return core::parse_int(v, n) ? n : fallback;
 }
 
 }  // namespace
 
-HealthCheck::HealthCheck(Worker& worker, Member& member) : worker_(worker), member_(member) {
-  uv_timer_init(worker.loop(), &timer_);
+HealthCheck::HealthCheck(core::LoopContext& context, Member& member) : context_(context), member_(member) {
+  uv_timer_init(context.loop(), &timer_);
   timer_.data = this;
 }
 
@@ -68,9 +67,9 @@ void HealthCheck::on_timer(uv_timer_t* t) {
 }
 
 void HealthCheck::run() {
-  const auto& hc = worker_.config()->cluster.health_check;
+  const auto& hc = context_.config()->cluster.health_check;
   in_flight_ = true;
-  started_ = uv_now(worker_.loop());
+  started_ = uv_now(context_.loop());
   request_sent_ = 0;
   http_status_ = 0;
   grpc_status_ = -1;
@@ -83,14 +82,14 @@ void HealthCheck::run() {
     return;
   }
   std::string authority = member_.address().to_string();
-  HeaderList fields = {{":method", "POST"},
-                       {":scheme", worker_.config()->cluster.tls ? "https" : "http"},
+  core::HeaderList fields = {{":method", "POST"},
+                       {":scheme", context_.config()->cluster.tls ? "https" : "http"},
                        {":authority", authority},
                        {":path", "/grpc.health.v1.Health/Check"},
                        {"content-type", "application/grpc"},
                        {"te", "trailers"},
                        {"user-agent", "sidemux-health-check"}};
-  auto nva = to_nv(fields);
+  auto nva = core::to_nv(fields);
   stream_id_ = session_->submit(nva.data(), nva.size(), true, this);
   if (stream_id_ < 0) {
     session_ = nullptr;
@@ -128,12 +127,12 @@ void HealthCheck::on_upstream_close(Close kind, uint32_t, std::string_view reaso
     finish({false, "health check: " + std::string(reason)});
     return;
   }
-  Verdict v = judge(http_status_, grpc_status_, body_, body_len_);
+  Outcome v = judge(http_status_, grpc_status_, body_, body_len_);
   if (!v.ok && !grpc_message_.empty()) v.reason += ": " + grpc_message_;
   finish(std::move(v));
 }
 
-HealthCheck::Verdict HealthCheck::judge(int http_status, int grpc_status, const uint8_t* body, size_t len) {
+HealthCheck::Outcome HealthCheck::judge(int http_status, int grpc_status, const uint8_t* body, size_t len) {
   if (http_status != 200) return {false, "health check: HTTP status " + std::to_string(http_status)};
   if (grpc_status == static_cast<int>(parsers::grpc::Status::unimplemented)) return {true, ""};
   if (grpc_status != 0) {
@@ -145,7 +144,7 @@ HealthCheck::Verdict HealthCheck::judge(int http_status, int grpc_status, const 
   return {true, ""};
 }
 
-void HealthCheck::finish(Verdict verdict, std::optional<uint64_t> next_ms) {
+void HealthCheck::finish(Outcome verdict, std::optional<uint64_t> next_ms) {
   in_flight_ = false;
   if (session_) {
     session_->reset(stream_id_, NGHTTP2_CANCEL);
@@ -153,7 +152,7 @@ void HealthCheck::finish(Verdict verdict, std::optional<uint64_t> next_ms) {
   }
   member_.on_health_check(verdict.ok, std::move(verdict.reason));
   if (!stopped_)
-    arm(next_ms.value_or(static_cast<uint64_t>(worker_.config()->cluster.health_check.interval.count())));
+    arm(next_ms.value_or(static_cast<uint64_t>(context_.config()->cluster.health_check.interval.count())));
 }
 
 }  // namespace sidemux::upstream

@@ -13,8 +13,8 @@
 
 #include "upstream/stream_handler.h"
 
-namespace sidemux {
-class Worker;
+namespace sidemux::core {
+class LoopContext;
 }
 
 namespace sidemux::upstream {
@@ -24,7 +24,7 @@ class UpstreamSession;
 
 class HealthCheck final : public StreamHandler {
  public:
-  HealthCheck(Worker& worker, Member& member);
+  HealthCheck(core::LoopContext& context, Member& member);
   ~HealthCheck() override;
   HealthCheck(const HealthCheck&) = delete;
   HealthCheck& operator=(const HealthCheck&) = delete;
@@ -34,29 +34,29 @@ class HealthCheck final : public StreamHandler {
   bool closed() const { return closed_; }
 
   // What a check's answer means; exposed for unit tests.
-  struct Verdict {
+  struct Outcome {
     bool ok;
     std::string reason;
   };
   // grpc-status -1 means the answer carried none. UNIMPLEMENTED counts as
   // healthy: the member answers gRPC but registers no health service.
-  static Verdict judge(int http_status, int grpc_status, const uint8_t* body, size_t len);
+  static Outcome judge(int http_status, int grpc_status, const uint8_t* body, size_t len);
 
-  // StreamHandler
+  // StreamHandler, in the order of a check: request out, answer in.
+  ssize_t read_request_body(uint8_t* buf, size_t len, uint32_t* data_flags) override;
   void on_response_header(std::string_view name, std::string_view value, bool trailer) override;
   void on_response_headers_end(bool trailer, bool end_stream) override;
   void on_response_data(const uint8_t* data, size_t len, bool end_stream) override;
-  ssize_t read_request_body(uint8_t* buf, size_t len, uint32_t* data_flags) override;
   void on_upstream_close(Close kind, uint32_t error_code, std::string_view reason) override;
 
  private:
   static void on_timer(uv_timer_t* t);
   void run();
   // The next check after `next_ms`, by default health_check.interval.
-  void finish(Verdict verdict, std::optional<uint64_t> next_ms = std::nullopt);
+  void finish(Outcome verdict, std::optional<uint64_t> next_ms = std::nullopt);
   void arm(uint64_t ms);
 
-  Worker& worker_;
+  core::LoopContext& context_;
   Member& member_;
   uv_timer_t timer_;  // next check, or the timeout of the one in flight
   UpstreamSession* session_ = nullptr;

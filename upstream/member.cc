@@ -1,8 +1,8 @@
 #include "upstream/member.h"
 
 #include "parsers/grpc.h"
-#include "proxy/metric_names.h"
-#include "proxy/worker.h"
+#include "proxy/core/loop_context.h"
+#include "proxy/core/metric_names.h"
 #include "upstream/cluster.h"
 
 namespace sidemux::upstream {
@@ -16,17 +16,17 @@ const char* to_string(Health h) {
   return "?";
 }
 
-Member::Member(Worker& worker, Cluster& cluster, const conf::Member& conf)
-    : worker_(worker),
+Member::Member(core::LoopContext& context, Cluster& cluster, const conf::Member& conf)
+    : context_(context),
       cluster_(cluster),
       conf_(conf),
-      registry_(worker.metrics()),
+      registry_(context.metrics()),
       up_(registry_.gauge(metrics::kMemberUp, {conf.name})),
       active_streams_(registry_.gauge(metrics::kMemberActiveStreams, {conf.name})),
       connections_(registry_.gauge(metrics::kUpstreamConnectionsActive, {conf.name})),
       duration_(registry_.histogram(metrics::kUpstreamStreamDuration, {conf.name})),
-      pool_(worker, *this),
-      health_check_(worker, *this) {
+      pool_(context, *this),
+      health_check_(context, *this) {
   // The retry reasons are known, so their series exist from the start.
   for (std::string_view reason : {"connect_failure", "refused_stream"})
     registry_.counter(metrics::kUpstreamRetries, {conf.name, reason});
@@ -43,11 +43,11 @@ void Member::retire() {
   health_check_.stop();
   pool_.drain();
   up_.set(0);
-  worker_.log().info("member retired by reload", {{"member", conf_.name}, {"worker", worker_.index()}});
+  context_.log().info("member retired by reload", {{"member", conf_.name}, {"worker", context_.index()}});
 }
 
 void Member::on_health_check(bool ok, std::string reason) {
-  const auto& hc = worker_.config()->cluster.health_check;
+  const auto& hc = context_.config()->cluster.health_check;
   if (ok) {
     checks_failed_ = 0;
     ++checks_passed_;
@@ -73,9 +73,9 @@ metrics::Counter& Member::streams_total(int grpc_status) {
 }
 
 void Member::set_health(Health h, std::string reason) {
-  if (h != health_ && worker_.index() == 0) {
+  if (h != health_ && context_.index() == 0) {
     // One line per transition from the first worker; the others see the same.
-    worker_.log().log(h == Health::healthy ? conf::LogLevel::info : conf::LogLevel::warn, "member health changed",
+    context_.log().log(h == Health::healthy ? conf::LogLevel::info : conf::LogLevel::warn, "member health changed",
                       {{"member", conf_.name}, {"health", to_string(h)}, {"reason", reason}});
   }
   health_ = h;
@@ -83,16 +83,16 @@ void Member::set_health(Health h, std::string reason) {
   up_.set(h == Health::healthy ? 1 : 0);
 }
 
-bool Member::ejected() const { return ejected_until_ > uv_now(worker_.loop()); }
+bool Member::ejected() const { return ejected_until_ > uv_now(context_.loop()); }
 
 void Member::record_failure(std::string_view why) {
-  const auto& outlier = worker_.config()->cluster.outlier;
+  const auto& outlier = context_.config()->cluster.outlier;
   if (++consecutive_failures_ < outlier.consecutive_failures) return;
   consecutive_failures_ = 0;
-  ejected_until_ = uv_now(worker_.loop()) + static_cast<uint64_t>(outlier.ejection_time.count());
+  ejected_until_ = uv_now(context_.loop()) + static_cast<uint64_t>(outlier.ejection_time.count());
   // Ejection is each worker's own verdict, so each worker says so.
-  worker_.log().warn("member ejected", {{"member", conf_.name},
-                                        {"worker", worker_.index()},
+  context_.log().warn("member ejected", {{"member", conf_.name},
+                                        {"worker", context_.index()},
                                         {"ejection_ms", static_cast<int64_t>(outlier.ejection_time.count())},
                                         {"reason", why}});
 }

@@ -16,12 +16,12 @@
 #include <string>
 
 #include "conf/config.h"
-#include "proxy/metrics.h"
+#include "proxy/core/metrics.h"
 #include "upstream/health_check.h"
 #include "upstream/pool.h"
 
-namespace sidemux {
-class Worker;
+namespace sidemux::core {
+class LoopContext;
 }
 
 namespace sidemux::upstream {
@@ -33,7 +33,7 @@ const char* to_string(Health h);
 
 class Member {
  public:
-  Member(Worker& worker, Cluster& cluster, const conf::Member& conf);
+  Member(core::LoopContext& context, Cluster& cluster, const conf::Member& conf);
   Member(const Member&) = delete;
   Member& operator=(const Member&) = delete;
 
@@ -72,7 +72,7 @@ class Member {
   metrics::Registry& registry() { return registry_; }
 
  private:
-  Worker& worker_;
+  core::LoopContext& context_;
   Cluster& cluster_;
   conf::Member conf_;
   metrics::Registry& registry_;

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "proxy/worker.h"
+#include "proxy/core/loop_context.h"
 #include "upstream/member.h"
 
 namespace sidemux::upstream {
@@ -18,12 +18,12 @@ std::unique_ptr<UpstreamSession> take(std::vector<std::unique_ptr<UpstreamSessio
 }
 }  // namespace
 
-Pool::Pool(Worker& worker, Member& member) : worker_(worker), member_(member) {}
+Pool::Pool(core::LoopContext& context, Member& member) : context_(context), member_(member) {}
 
 Pool::~Pool() = default;
 
 UpstreamSession* Pool::open() {
-  connecting_.push_back(std::make_unique<UpstreamSession>(worker_, *this, member_));
+  connecting_.push_back(std::make_unique<UpstreamSession>(context_, *this, member_));
   UpstreamSession* s = connecting_.back().get();
   member_.connections_gauge().inc();
   s->connect();

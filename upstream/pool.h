@@ -19,8 +19,8 @@
 
 #include "upstream/upstream_session.h"
 
-namespace sidemux {
-class Worker;
+namespace sidemux::core {
+class LoopContext;
 }
 
 namespace sidemux::upstream {
@@ -29,7 +29,7 @@ class Member;
 
 class Pool {
  public:
-  Pool(Worker& worker, Member& member);
+  Pool(core::LoopContext& context, Member& member);
   ~Pool();
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
@@ -54,7 +54,7 @@ class Pool {
   List& list_for(UpstreamSession::State state);
   UpstreamSession* open();
 
-  Worker& worker_;
+  core::LoopContext& context_;
   Member& member_;
   List connecting_;
   List ready_;

@@ -1,16 +1,13 @@
 #include "upstream/upstream_session.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
-#include <array>
 #include <cstring>
 
-#include "proxy/h2_common.h"
-#include "proxy/worker.h"
+#include "proxy/core/address.h"
+#include "proxy/core/h2_common.h"
+#include "proxy/core/loop_context.h"
+#include "proxy/core/uv_time.h"
 #include "upstream/member.h"
 #include "upstream/pool.h"
-#include "upstream/windows.h"
 
 namespace sidemux::upstream {
 
@@ -18,52 +15,35 @@ namespace {
 
 UpstreamSession* self(void* user) { return static_cast<UpstreamSession*>(user); }
 
-uint64_t ms(conf::Duration d) { return static_cast<uint64_t>(d.count()); }
+using core::ms;
 
 // Until the member's SETTINGS arrive, assume the RFC's recommended minimum.
 constexpr uint32_t kDefaultPeerMaxStreams = 100;
 
 }  // namespace
 
-UpstreamSession::UpstreamSession(Worker& worker, Pool& pool, Member& member)
-    : worker_(worker),
+UpstreamSession::UpstreamSession(core::LoopContext& context, Pool& pool, Member& member)
+    : context_(context),
       pool_(pool),
       member_(member),
-      transport_(worker, *this, worker.upstream_bytes_in(), worker.upstream_bytes_out()) {
-  uv_timer_init(worker.loop(), &timer_);
+      transport_(context, *this, context.upstream_bytes_in(), context.upstream_bytes_out()) {
+  uv_timer_init(context.loop(), &timer_);
   timer_.data = this;
   connect_req_.data = this;
   resolve_req_.data = this;
 
-  H2Callbacks cbs = make_h2_callbacks();
-  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs.get(), on_begin_headers);
-  nghttp2_session_callbacks_set_on_header_callback(cbs.get(), on_header);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs.get(), on_frame_recv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs.get(), on_data_chunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(cbs.get(), on_stream_close);
-  nghttp2_session_client_new2(&session_, cbs.get(), this, make_h2_options().get());
-
-  std::array<nghttp2_settings_entry, 2> settings = {{
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
-  }};
-  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings.data(), settings.size());
-  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+  // No on_frame_send: only the server side acts on frames it sent.
+  const core::H2Handlers handlers{on_begin_headers, on_header, on_frame_recv, on_data_chunk, nullptr, on_stream_close};
+  session_ = core::new_h2_session(core::H2Role::client, handlers, this, {});
 }
 
 UpstreamSession::~UpstreamSession() { nghttp2_session_del(session_); }
 
 void UpstreamSession::connect() {
   const conf::HostPort& addr = member_.address();
-  uv_timer_start(&timer_, on_timer_cb, ms(worker_.config()->cluster.connect_timeout), 0);
-  sockaddr_storage ss{};
-  if (addr.ipv6) {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    if (uv_ip6_addr(addr.host.c_str(), addr.port, sin6) == 0) return start_connect(reinterpret_cast<sockaddr*>(sin6));
-  } else {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-    if (uv_ip4_addr(addr.host.c_str(), addr.port, sin) == 0) return start_connect(reinterpret_cast<sockaddr*>(sin));
-  }
+  uv_timer_start(&timer_, on_timer_cb, ms(context_.config()->cluster.connect_timeout), 0);
+  sockaddr_storage ss;
+  if (core::to_sockaddr(addr, ss)) return start_connect(reinterpret_cast<sockaddr*>(&ss));
   // A DNS name: resolved on libuv's thread pool, never on the loop.
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
@@ -71,7 +51,7 @@ void UpstreamSession::connect() {
   resolving_ = true;
   ++handles_open_;
   int rc = uv_getaddrinfo(
-      worker_.loop(), &resolve_req_,
+      context_.loop(), &resolve_req_,
       [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
         auto* s = self(req->data);
         s->resolving_ = false;
@@ -106,12 +86,10 @@ void UpstreamSession::on_connected(int status) {
   }
   uv_tcp_nodelay(transport_.tcp(), 1);
   transport_.resume_reading();
-  if (SSL_CTX* ctx = worker_.tls()->upstream()) {
-    const auto& tls = *worker_.config()->cluster.tls;
+  if (SSL_CTX* ctx = context_.tls()->upstream()) {
+    const auto& tls = *context_.config()->cluster.tls;
     const std::string& name = tls.server_name.empty() ? member_.address().host : tls.server_name;
-    in6_addr ip;
-    bool is_ip = inet_pton(AF_INET, name.c_str(), &ip) == 1 || inet_pton(AF_INET6, name.c_str(), &ip) == 1;
-    transport_.start_tls(TlsEndpoint::client(ctx, name, is_ip));
+    transport_.start_tls(core::TlsEndpoint::client(ctx, name, core::is_ip_literal(name)));
     return;
   }
   on_transport_secure();
@@ -129,7 +107,7 @@ bool UpstreamSession::has_capacity() const {
   uint32_t peer_max = state_ == State::ready
                           ? nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
                           : kDefaultPeerMaxStreams;
-  uint32_t limit = std::min(peer_max, worker_.config()->cluster.max_streams_per_connection);
+  uint32_t limit = std::min(peer_max, context_.config()->cluster.max_streams_per_connection);
   return streams_.size() < limit;
 }
 
@@ -226,7 +204,7 @@ void UpstreamSession::on_handle_closed() {
 }
 
 void UpstreamSession::on_transport_error(int status) {
-  const TlsEndpoint* tls = transport_.tls();
+  const core::TlsEndpoint* tls = transport_.tls();
   if (tls && !tls->error().empty()) {
     close("tls: " + tls->error());
   } else {
@@ -237,7 +215,7 @@ void UpstreamSession::on_transport_error(int status) {
 }
 
 void UpstreamSession::on_transport_read(const char* data, size_t len) {
-  last_read_ = uv_now(worker_.loop());
+  last_read_ = uv_now(context_.loop());
   ping_outstanding_ = false;
   ssize_t rv = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(data), len);
   if (rv < 0) close(std::string("http2 error from member: ") + nghttp2_strerror(static_cast<int>(rv)));
@@ -257,7 +235,7 @@ void UpstreamSession::on_transport_produce() {
 }
 
 void UpstreamSession::arm_ping() {
-  uv_timer_start(&timer_, on_timer_cb, ms(worker_.config()->cluster.health_check.interval), 0);
+  uv_timer_start(&timer_, on_timer_cb, ms(context_.config()->cluster.health_check.interval), 0);
 }
 
 void UpstreamSession::on_timer_cb(uv_timer_t* t) { self(t->data)->on_timer(); }
@@ -267,14 +245,14 @@ void UpstreamSession::on_timer() {
     close(stream_open_ ? "connect: no HTTP/2 SETTINGS from the member in time" : "connect: timed out");
     return;
   }
-  const auto& hc = worker_.config()->cluster.health_check;
+  const auto& hc = context_.config()->cluster.health_check;
   if (ping_outstanding_) {
     // Neither the PING's ACK nor anything else came back in time: the member
     // is gone without closing TCP (SIGSTOP, a dropped network).
     close("member stopped answering (PING timeout)");
     return;
   }
-  uint64_t quiet = uv_now(worker_.loop()) - last_read_;
+  uint64_t quiet = uv_now(context_.loop()) - last_read_;
   if (quiet < ms(hc.interval) || !heard_since_ping_) {
     // One PING per quiet spell: gRPC servers count PINGs that come without
     // data in between as abuse (grpc core's "too many pings" GOAWAY after
@@ -304,11 +282,10 @@ int UpstreamSession::on_header(nghttp2_session* session, const nghttp2_frame* fr
   // into the stream, so its size is limited by configuration too.
   auto* s = self(user);
   auto it = s->streams_.find(frame->hd.stream_id);
-  if (it != s->streams_.end()) {
-    it->second.header_bytes += static_cast<uint32_t>(namelen + valuelen + 32);
-    if (it->second.header_bytes > s->worker_.config()->limits.max_header_list_size)
-      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  }
+  if (it != s->streams_.end() &&
+      !core::count_header_field(it->second.header_bytes, namelen, valuelen,
+                                s->context_.config()->limits.max_header_list_size))
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   h->on_response_header({reinterpret_cast<const char*>(name), namelen},
                         {reinterpret_cast<const char*>(value), valuelen}, frame->headers.cat == NGHTTP2_HCAT_HEADERS);
   return 0;
@@ -334,7 +311,7 @@ int UpstreamSession::on_frame_recv(nghttp2_session* session, const nghttp2_frame
       break;
     case NGHTTP2_SETTINGS:
       if (!(frame->hd.flags & NGHTTP2_FLAG_ACK) && s->state_ == State::connecting) {
-        s->last_read_ = uv_now(s->worker_.loop());
+        s->last_read_ = uv_now(s->context_.loop());
         s->set_state(State::ready);
         s->arm_ping();
       }

@@ -1,4 +1,4 @@
-// One HTTP/2 client connection to a member (nghttp2 over a Transport), with
+// One HTTP/2 client connection to a member (nghttp2 over a core::Transport), with
 // connect timeout, PING keepalive and per-stream flow control driven by the
 // streams' consumers.
 //
@@ -17,11 +17,11 @@
 #include <unordered_map>
 #include <vector>
 
-#include "proxy/transport.h"
+#include "proxy/core/transport.h"
 #include "upstream/stream_handler.h"
 
-namespace sidemux {
-class Worker;
+namespace sidemux::core {
+class LoopContext;
 }
 
 namespace sidemux::upstream {
@@ -29,11 +29,11 @@ namespace sidemux::upstream {
 class Member;
 class Pool;
 
-class UpstreamSession : private Transport::Owner {
+class UpstreamSession : private core::Transport::Owner {
  public:
   enum class State { connecting, ready, draining, closed };
 
-  UpstreamSession(Worker& worker, Pool& pool, Member& member);
+  UpstreamSession(core::LoopContext& context, Pool& pool, Member& member);
   ~UpstreamSession() override;
   UpstreamSession(const UpstreamSession&) = delete;
   UpstreamSession& operator=(const UpstreamSession&) = delete;
@@ -63,11 +63,12 @@ class UpstreamSession : private Transport::Owner {
   void close(std::string_view reason, bool failure = true);
 
  private:
-  void on_transport_read(const char* data, size_t len) override;
-  void on_transport_error(int status) override;
-  void on_transport_produce() override;
-  void on_transport_closed() override;
+  // core::Transport::Owner, in the order of a connection's life.
   void on_transport_secure() override;
+  void on_transport_read(const char* data, size_t len) override;
+  void on_transport_produce() override;
+  void on_transport_error(int status) override;
+  void on_transport_closed() override;
 
   void start_connect(const struct sockaddr* addr);
   void on_connected(int status);
@@ -87,10 +88,10 @@ class UpstreamSession : private Transport::Owner {
   static int on_stream_close(nghttp2_session*, int32_t, uint32_t, void*);
   static ssize_t read_body(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*, nghttp2_data_source*, void*);
 
-  Worker& worker_;
+  core::LoopContext& context_;
   Pool& pool_;
   Member& member_;
-  Transport transport_;
+  core::Transport transport_;
   uv_timer_t timer_;  // connect timeout, then PING keepalive and its timeout
   uv_connect_t connect_req_;
   uv_getaddrinfo_t resolve_req_;

@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
-#include "proxy/metric_names.h"
-#include "t/unit/support/test_worker.h"
+#include "proxy/core/metric_names.h"
+#include "t/unit/support/test_cluster.h"
 
 namespace sidemux {
 namespace {
@@ -23,12 +23,15 @@ class LocalHandlers : public ::testing::Test {
 
   LocalResponse get(std::string_view target, const char* from = "127.0.0.1", std::string_view method = "GET") {
     sockaddr_in peer = ipv4(from);
-    return handle_local({method, target, reinterpret_cast<sockaddr*>(&peer)}, w.worker.local_context());
+    LocalContext ctx{*w.test.config, w.cluster(), registries, w.registry, started, true, 1};
+    return handle_local({method, target, reinterpret_cast<sockaddr*>(&peer)}, ctx);
   }
 
-  unit::TestWorker w{
+  unit::TestCluster w{
       "listeners: [{name: client, address: '127.0.0.1:0'}]\n"
       "cluster: {members: [{name: m1, address: '127.0.0.1:1'}, {name: m2, address: '127.0.0.1:2'}]}\n"};
+  std::vector<const metrics::Registry*> registries{&w.registry};
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 
 TEST_F(LocalHandlers, HealthIsUnavailableUntilAMemberIsHealthy) {

@@ -4,7 +4,7 @@
 
 #include <map>
 
-#include "t/unit/support/test_worker.h"
+#include "t/unit/support/test_cluster.h"
 #include "upstream/cluster.h"
 
 namespace sidemux::upstream {
@@ -28,7 +28,7 @@ class BalancerTest : public ::testing::Test {
     return counts;
   }
 
-  unit::TestWorker w{kThreeMembers};
+  unit::TestCluster w{kThreeMembers};
 };
 
 TEST_F(BalancerTest, RoundRobinCyclesThroughEligibleMembers) {

@@ -2,8 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include "proxy/metric_names.h"
-#include "t/unit/support/test_worker.h"
+#include "proxy/core/metric_names.h"
+#include "t/unit/support/test_cluster.h"
 
 namespace sidemux::upstream {
 namespace {
@@ -19,7 +19,7 @@ std::vector<std::string> names(const Cluster& c) {
 }
 
 TEST(ClusterReload, KeepsUnchangedMembersStartsNewOnesRetiresRemovedOnes) {
-  unit::TestWorker w(kAB);
+  unit::TestCluster w(kAB);
   std::shared_ptr<Member> a = w.cluster().members()[0];
   std::shared_ptr<Member> b = w.cluster().members()[1];
   a->on_health_check(true, "");

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "t/unit/support/test_worker.h"
+#include "t/unit/support/test_cluster.h"
 #include "upstream/cluster.h"
 #include "upstream/health_check.h"
 
@@ -42,7 +42,7 @@ TEST(HealthCheckJudge, MemberWithoutHealthServiceCountsAsHealthy) {
 }
 
 TEST(MemberHealth, FirstResultCountsAtOnceThenThresholds) {
-  unit::TestWorker w(kConfig);
+  unit::TestCluster w(kConfig);
   Member& a = w.member(0);
   Member& b = w.member(1);
   EXPECT_EQ(a.health(), Health::unknown);
@@ -71,7 +71,7 @@ TEST(MemberHealth, FirstResultCountsAtOnceThenThresholds) {
 }
 
 TEST(MemberHealth, OnePassIsEnoughWhenNoMemberIsHealthy) {
-  unit::TestWorker w(kConfig);
+  unit::TestCluster w(kConfig);
   Member& a = w.member(0);
   Member& b = w.member(1);
   a.on_health_check(false, "down");
@@ -84,7 +84,7 @@ TEST(MemberHealth, OnePassIsEnoughWhenNoMemberIsHealthy) {
 }
 
 TEST(MemberOutlier, ConsecutiveFailuresEject) {
-  unit::TestWorker w(kConfig);
+  unit::TestCluster w(kConfig);
   Member& a = w.member(0);
   a.record_failure("reset");
   a.record_failure("reset");

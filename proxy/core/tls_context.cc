@@ -1,10 +1,10 @@
-#include "proxy/tls_context.h"
-
-#include <openssl/err.h>
+#include "proxy/core/tls_context.h"
 
 #include <cstring>
 
-namespace sidemux {
+#include "proxy/core/openssl_error.h"
+
+namespace sidemux::core {
 
 namespace {
 
@@ -18,14 +18,7 @@ constexpr const char* kTls12Ciphers =
 constexpr unsigned char kServerAlpn[] = "\x02h2\x08http/1.1";
 constexpr unsigned char kClientAlpn[] = "\x02h2";
 
-std::string openssl_error() {
-  unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return "unknown error";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return buf;
-}
+std::string openssl_error() { return take_openssl_error("unknown error"); }
 
 SSL_CTX* new_context(const SSL_METHOD* method, std::string& error) {
   SSL_CTX* ctx = SSL_CTX_new(method);
@@ -140,4 +133,4 @@ TlsContexts::~TlsContexts() {
   SSL_CTX_free(upstream_);
 }
 
-}  // namespace sidemux
+}  // namespace sidemux::core

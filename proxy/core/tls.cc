@@ -1,20 +1,14 @@
-#include "proxy/tls.h"
+#include "proxy/core/tls.h"
 
-#include <openssl/err.h>
 #include <openssl/x509v3.h>
 
-namespace sidemux {
+#include "proxy/core/openssl_error.h"
+
+namespace sidemux::core {
 
 namespace {
 std::string describe(int ssl_error) {
-  unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    return buf;
-  }
-  return ssl_error == SSL_ERROR_SYSCALL ? "unexpected end of the TLS stream" : "TLS error";
+  return take_openssl_error(ssl_error == SSL_ERROR_SYSCALL ? "unexpected end of the TLS stream" : "TLS error");
 }
 }  // namespace
 
@@ -127,4 +121,4 @@ std::string_view TlsEndpoint::alpn() const {
   return {reinterpret_cast<const char*>(p), len};
 }
 
-}  // namespace sidemux
+}  // namespace sidemux::core

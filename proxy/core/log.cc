@@ -1,4 +1,4 @@
-#include "proxy/log.h"
+#include "proxy/core/log.h"
 
 #include <unistd.h>
 
@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <ctime>
 
-namespace sidemux {
+namespace sidemux::core {
 
 void append_json_escaped(std::string& out, std::string_view s) {
   for (unsigned char c : s) {
@@ -131,4 +131,4 @@ void Logger::log(conf::LogLevel level, std::string_view msg, std::initializer_li
   }
 }
 
-}  // namespace sidemux
+}  // namespace sidemux::core

@@ -11,7 +11,7 @@
 
 #include "conf/config.h"
 
-namespace sidemux {
+namespace sidemux::core {
 
 // One key/value of a log line. Holds views: build fields inline in the call.
 class LogField {
@@ -65,4 +65,4 @@ class Logger {
 // Appends `s` as the body of a JSON string (without quotes).
 void append_json_escaped(std::string& out, std::string_view s);
 
-}  // namespace sidemux
+}  // namespace sidemux::core

@@ -8,7 +8,7 @@
 #include <cstring>
 #include <string>
 
-namespace sidemux {
+namespace sidemux::core {
 
 class ByteQueue {
  public:
@@ -38,4 +38,4 @@ class ByteQueue {
   size_t head_ = 0;
 };
 
-}  // namespace sidemux
+}  // namespace sidemux::core

@@ -2,7 +2,7 @@
 // external contract: change them only together with ../shared/SPEC.md.
 #pragma once
 
-#include "proxy/metrics.h"
+#include "proxy/core/metrics.h"
 
 namespace sidemux::metrics {
 

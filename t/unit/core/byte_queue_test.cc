@@ -1,10 +1,10 @@
-#include "proxy/byte_queue.h"
+#include "proxy/core/byte_queue.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-namespace sidemux {
+namespace sidemux::core {
 namespace {
 
 const uint8_t* bytes(const char* s) { return reinterpret_cast<const uint8_t*>(s); }
@@ -41,4 +41,4 @@ TEST(ByteQueue, StreamsManyChunksInOrder) {
 }
 
 }  // namespace
-}  // namespace sidemux
+}  // namespace sidemux::core

@@ -1,4 +1,4 @@
-#include "proxy/metrics.h"
+#include "proxy/core/metrics.h"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "proxy/metric_names.h"
+#include "proxy/core/metric_names.h"
+#include "proxy/core/metrics_text.h"
+#include "proxy/core/process_stats.h"
 
 namespace sidemux::metrics {
 namespace {

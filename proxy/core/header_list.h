@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-namespace sidemux {
+namespace sidemux::core {
 
 struct HeaderField {
   std::string name;
@@ -25,4 +25,8 @@ std::vector<nghttp2_nv> to_nv(const HeaderList& fields);
 
 std::string_view find_header(const HeaderList& fields, std::string_view name);
 
-}  // namespace sidemux
+// A numeric field value such as :status or grpc-status; false when it is
+// not a whole number (or does not fit).
+bool parse_int(std::string_view value, int& out);
+
+}  // namespace sidemux::core

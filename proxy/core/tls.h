@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-namespace sidemux {
+namespace sidemux::core {
 
 class TlsEndpoint {
  public:
@@ -69,4 +69,4 @@ TlsEndpoint::Status TlsEndpoint::feed(const char* data, size_t len, char* buf, s
   }
 }
 
-}  // namespace sidemux
+}  // namespace sidemux::core

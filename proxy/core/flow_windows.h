@@ -8,11 +8,11 @@
 
 #include <cstdint>
 
-namespace sidemux {
+namespace sidemux::core {
 
 // Large enough for loopback and LAN bandwidth-delay products at gRPC sizes;
 // small enough that 256 streams stay within tens of MiB.
 inline constexpr uint32_t kStreamWindow = 256 * 1024;
 inline constexpr int32_t kConnectionWindow = 1024 * 1024;
 
-}  // namespace sidemux
+}  // namespace sidemux::core

@@ -1,6 +1,8 @@
-#include "proxy/header_list.h"
+#include "proxy/core/header_list.h"
 
-namespace sidemux {
+#include <charconv>
+
+namespace sidemux::core {
 
 bool is_hop_by_hop(std::string_view name) {
   // Runs for every header of every stream: dispatch on the first letter.
@@ -33,4 +35,8 @@ std::string_view find_header(const HeaderList& fields, std::string_view name) {
   return {};
 }
 
-}  // namespace sidemux
+bool parse_int(std::string_view value, int& out) {
+  return std::from_chars(value.data(), value.data() + value.size(), out).ec == std::errc();
+}
+
+}  // namespace sidemux::core

@@ -1,6 +1,6 @@
 // Metrics: one Registry per worker (written only by that worker's thread) plus
 // one for the server's main thread. A scrape, on any thread, sums the same
-// series across all registries and renders Prometheus text format 0.0.4.
+// series across all registries (metrics_text.h renders them).
 //
 // Values are relaxed atomics so a scrape from another thread is race-free
 // without a lock on the hot path; only creating a series takes the registry's
@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <initializer_list>
 #include <map>
@@ -17,18 +18,23 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 namespace sidemux::metrics {
 
 enum class Type { counter, gauge, histogram };
+std::string_view type_name(Type type);
+
+// Misuse of the API is a bug in the caller: says so on stderr and aborts.
+[[noreturn]] void fail(std::string_view family, std::string_view what);
 
 // How a scrape combines one series across workers. Sums suit counts; a
 // per-worker verdict such as "member up" is 1 when any worker says so.
 enum class Merge { sum, max };
 
 // A metric family: name, help, type and label names. Families are immutable
-// definitions, declared once in metric_names.h.
+// definitions, declared once in proxy/core/metric_names.h.
 struct Family {
   std::string_view name;
   std::string_view help;
@@ -104,25 +110,12 @@ class Registry {
   std::map<Key, std::unique_ptr<Series>> series_;
 };
 
-// Renders every family that has at least one series in any registry, summing
-// series with the same labels, families sorted by name and series by labels,
-// label values escaped per the format, followed by the process_* metrics read
-// from /proc/self (process_resident_memory_bytes, process_cpu_seconds_total,
-// process_open_fds, process_start_time_seconds).
-std::string render(std::span<const Registry* const> registries);
+using Metric = std::variant<Counter, Gauge, Histogram>;
 
-// Counters and gauges summed across registries, one entry per series, keyed
-// by its exposition name such as `sidemux_bytes_total{side="upstream",direction="in"}`
-// (for /debug/vars). Sorted like render().
-std::vector<std::pair<std::string, double>> snapshot(std::span<const Registry* const> registries);
-
-// Process figures used by render() and by /debug/vars.
-struct ProcessStats {
-  uint64_t resident_memory_bytes = 0;
-  double cpu_seconds = 0;
-  uint64_t open_fds = 0;
-  double start_time_seconds = 0;  // since the Unix epoch
+// Visits every series of a registry under its lock (for the scrape).
+struct RegistryAccess {
+  using Visit = std::function<void(const Family*, const std::vector<std::string>&, const Metric&)>;
+  void operator()(const Registry& r, const Visit& fn) const;
 };
-ProcessStats read_process_stats();
 
 }  // namespace sidemux::metrics

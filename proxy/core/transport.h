@@ -2,7 +2,7 @@
 // connections and member connections both sit on one.
 //
 // Writes are appended to a buffer and go out in one uv_write per loop turn
-// (the worker's prepare phase calls produce_and_flush() for every transport
+// (the loop's WriteScheduler calls produce_and_flush() for every transport
 // scheduled since the last turn). Past the high-water mark the owner stops
 // producing until the buffer drained: that is where backpressure starts.
 #pragma once
@@ -13,12 +13,12 @@
 #include <string>
 #include <string_view>
 
-#include "proxy/metrics.h"
-#include "proxy/tls.h"
+#include "proxy/core/metrics.h"
+#include "proxy/core/tls.h"
 
-namespace sidemux {
+namespace sidemux::core {
 
-class Worker;
+class LoopContext;
 
 class Transport {
  public:
@@ -39,7 +39,7 @@ class Transport {
   static constexpr size_t kWriteHighWater = 64 * 1024;
 
   // Bytes read and written are counted into `bytes_in` and `bytes_out`.
-  Transport(Worker& worker, Owner& owner, metrics::Counter& bytes_in, metrics::Counter& bytes_out);
+  Transport(LoopContext& context, Owner& owner, metrics::Counter& bytes_in, metrics::Counter& bytes_out);
   Transport(const Transport&) = delete;
   Transport& operator=(const Transport&) = delete;
 
@@ -52,7 +52,6 @@ class Transport {
 
   uv_tcp_t* tcp() { return &tcp_; }
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
-  Worker& worker() { return worker_; }
 
   void write(std::string_view bytes);
   bool write_buffer_full() const { return out_.size() + tls_plain_.size() >= kWriteHighWater; }
@@ -66,18 +65,18 @@ class Transport {
   void close();
   bool closing() const { return closing_; }
 
-  // Called by the worker for scheduled transports.
+  // Called by the WriteScheduler for scheduled transports.
   void produce_and_flush();
-  bool scheduled = false;
 
  private:
+  friend class WriteScheduler;
   void on_read(ssize_t nread, const uv_buf_t* buf);
   void on_write_done(int status);
   void flush();
 
   void deliver(const char* data, size_t len);
 
-  Worker& worker_;
+  LoopContext& context_;
   Owner& owner_;
   std::unique_ptr<TlsEndpoint> tls_;
   metrics::Counter& bytes_in_;
@@ -97,6 +96,9 @@ class Transport {
   bool close_after_flush_ = false;
   uint64_t last_write_progress_ = 0;
   bool closing_ = false;
+  // The WriteScheduler's hook: scheduled for this turn, at this slot.
+  bool scheduled = false;
+  size_t schedule_slot = 0;
 };
 
-}  // namespace sidemux
+}  // namespace sidemux::core

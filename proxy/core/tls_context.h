@@ -13,7 +13,7 @@
 
 #include "conf/config.h"
 
-namespace sidemux {
+namespace sidemux::core {
 
 class TlsContexts {
  public:
@@ -33,4 +33,4 @@ class TlsContexts {
   SSL_CTX* upstream_ = nullptr;
 };
 
-}  // namespace sidemux
+}  // namespace sidemux::core

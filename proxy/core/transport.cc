@@ -1,16 +1,16 @@
-#include "proxy/transport.h"
+#include "proxy/core/transport.h"
 
-#include "proxy/worker.h"
+#include "proxy/core/loop_context.h"
 
-namespace sidemux {
+namespace sidemux::core {
 
 namespace {
 Transport* self(uv_handle_t* h) { return static_cast<Transport*>(h->data); }
 }  // namespace
 
-Transport::Transport(Worker& worker, Owner& owner, metrics::Counter& bytes_in, metrics::Counter& bytes_out)
-    : worker_(worker), owner_(owner), bytes_in_(bytes_in), bytes_out_(bytes_out) {
-  uv_tcp_init(worker.loop(), &tcp_);
+Transport::Transport(LoopContext& context, Owner& owner, metrics::Counter& bytes_in, metrics::Counter& bytes_out)
+    : context_(context), owner_(owner), bytes_in_(bytes_in), bytes_out_(bytes_out) {
+  uv_tcp_init(context.loop(), &tcp_);
   tcp_.data = this;
   write_req_.data = this;
 }
@@ -19,7 +19,7 @@ void Transport::resume_reading() {
   if (reading_ || closing_) return;
   reading_ = true;
   uv_read_start(
-      stream(), [](uv_handle_t* h, size_t, uv_buf_t* buf) { *buf = self(h)->worker_.read_buffer(); },
+      stream(), [](uv_handle_t* h, size_t, uv_buf_t* buf) { *buf = self(h)->context_.buffers().read_buffer(); },
       [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
         self(reinterpret_cast<uv_handle_t*>(s))->on_read(nread, buf);
       });
@@ -58,7 +58,7 @@ void Transport::start_tls(std::unique_ptr<TlsEndpoint> tls) {
 }
 
 void Transport::feed_tls(const char* ciphertext, size_t len) {
-  uv_buf_t plain = worker_.tls_buffer();
+  uv_buf_t plain = context_.buffers().tls_buffer();
   auto notify_secure = [this] {
     if (tls_->take_handshake_event()) owner_.on_transport_secure();
   };
@@ -86,7 +86,7 @@ void Transport::write(std::string_view bytes) {
 }
 
 void Transport::schedule() {
-  if (!closing_) worker_.schedule(this);
+  if (!closing_) context_.scheduler().schedule(this);
 }
 
 void Transport::produce_and_flush() {
@@ -126,7 +126,7 @@ void Transport::flush() {
 void Transport::on_write_done(int status) {
   writing_ = false;
   inflight_.clear();
-  last_write_progress_ = uv_now(worker_.loop());
+  last_write_progress_ = uv_now(context_.loop());
   if (closing_) return;
   if (status != 0) {
     owner_.on_transport_error(status);
@@ -144,8 +144,8 @@ void Transport::close_after_flush() {
 void Transport::close() {
   if (closing_) return;
   closing_ = true;
-  worker_.unschedule(this);
+  context_.scheduler().unschedule(this);
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), [](uv_handle_t* h) { self(h)->owner_.on_transport_closed(); });
 }
 
-}  // namespace sidemux
+}  // namespace sidemux::core
