@@ -98,6 +98,7 @@ bool Server::start(std::string& error) {
   shared_ = std::make_unique<SharedState>(log_);
   shared_->workers = n;
   shared_->registries.push_back(&registry_);
+  shared_->registries.push_back(&log_.metrics());
   for (unsigned i = 0; i < n; ++i) {
     worker_registries_.push_back(std::make_unique<metrics::Registry>());
     shared_->registries.push_back(worker_registries_.back().get());
