@@ -21,6 +21,7 @@
 namespace sidemux {
 
 // One key/value of a log line. Holds views: build fields inline in the call.
+// The key is an identifier from the code (written as is); values are escaped.
 class LogField {
  public:
   LogField(std::string_view key, std::string_view v) : key_(key), str_(v), kind_(Kind::str) {}

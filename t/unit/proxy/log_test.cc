@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <charconv>
+#include <cmath>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -193,6 +195,25 @@ TEST(Logger, EscapesJsonAndWritesEveryLineBeforeItIsDestroyed) {
   { Logger(again.write_fd()).info("second"); }
   std::string text = again.finish();
   EXPECT_NE(text.find(R"("msg":"second")"), std::string::npos) << text;
+}
+
+TEST(Logger, DoublesPrintInTheirShortestRoundTripForm) {
+  std::vector<double> values = {0, 1, 2.5, 0.001, 0.1 + 0.2, 1e-7, 123456.789, 999999999.999, 1e9, 1e15, 7.25e-3};
+  for (int i = 0; i < 3000; ++i) values.push_back(std::round((i * 7919 % 100000) * 1.37) / 1e3);  // like duration_ms
+  PipeReader pipe;
+  pipe.start();
+  {
+    Logger log(pipe.write_fd(), 1 << 20);
+    for (double v : values) log.info("d", {{"v", v}});
+    EXPECT_EQ(log.lines_dropped(), 0u);
+  }
+  std::vector<std::string> lines = lines_of(pipe.finish());
+  ASSERT_EQ(lines.size(), values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    char buf[32];
+    std::string want(buf, std::to_chars(buf, buf + sizeof buf, values[i]).ptr);
+    EXPECT_NE(lines[i].find("\"v\":" + want + "}"), std::string::npos) << lines[i] << " want " << want;
+  }
 }
 
 TEST(Logger, EscapedFieldsAreValidJson) {
