@@ -109,7 +109,7 @@ def test_a_stderr_nobody_reads_costs_dropped_lines_not_the_loop(gen, servers, tm
         dropped = sm.metrics().value("sidemux_log_lines_dropped_total")
         assert dropped > 0, "1,500 access lines into a full pipe, yet none dropped"
         debug_vars = json.loads(http_request(port, "/debug/vars", timeout=5).body)
-        assert debug_vars["counters"]["sidemux_log_lines_dropped_total"] == dropped
+        assert debug_vars["counters"]["sidemux_log_lines_dropped_total"] >= dropped
     finally:
         sm.drain_in_background()
         code = sm.stop()
