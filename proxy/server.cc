@@ -98,6 +98,7 @@ bool Server::start(std::string& error) {
   process_ = std::make_unique<ProcessState>(log_);
   process_->workers = n;
   process_->registries.push_back(&registry_);
+  process_->registries.push_back(&log_.metrics());
   for (unsigned i = 0; i < n; ++i) {
     worker_registries_.push_back(std::make_unique<metrics::Registry>());
     process_->registries.push_back(worker_registries_.back().get());

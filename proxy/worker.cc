@@ -51,6 +51,7 @@ void Worker::start() {
     // fail short of fd exhaustion, which is worth a loud abort.
     if (!l->start(error)) {
       log().error("listener failed", {{"error", error}});
+      log().flush();
       std::abort();
     }
     listeners_.push_back(std::move(l));

@@ -44,5 +44,7 @@ inline const Family kConfigGeneration{
 inline const Family kBytes{
     "sidemux_bytes_total", "Bytes moved, by side and direction.",
     Type::counter, {"side", "direction"}};
+inline const Family kLogLinesDropped{
+    "sidemux_log_lines_dropped_total", "Log lines dropped because the log buffer was full.", Type::counter, {}};
 
 }  // namespace sidemux::metrics

@@ -1,0 +1,60 @@
+// The bounded buffer between the threads that log and the one thread that
+// writes the log out (SPEC "Fault paths": logging never blocks a loop).
+//
+// Hand-written rather than taken from a library: no Debian package offers a
+// byte ring whose reader can write(2) straight out of it, and the whole of it
+// is one mutex around a memcpy. One ring shared by every thread (rather than a
+// ring per thread) keeps lines in the order they were logged and memory fixed
+// whatever the number of workers; the lock is held for one memcpy of a line:
+// under callgrind push() is 190 of the ~2,950 instructions of an access line.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <string_view>
+
+namespace sidemux::core {
+
+class LogRing {
+ public:
+  explicit LogRing(size_t capacity);
+
+  // Any thread: queues the whole line, or nothing and returns false when it
+  // does not fit in the free space. Never waits for the reader.
+  bool push(std::string_view line);
+
+  // The reader: waits until bytes are queued or close() was called, then
+  // points `iov` at the queued bytes in order (two spans when they wrap) and
+  // returns how many of `iov` it filled; 0 once closed and empty. The bytes
+  // stay valid until consume().
+  int wait_readable(iovec (&iov)[2]);
+  // The reader: `n` bytes from the front were written out; their space is free.
+  void consume(size_t n);
+
+  // Any thread: waits until everything queued before the call was consumed.
+  // Gives up (returns false) when the reader consumed nothing for `stall`.
+  bool wait_drained(std::chrono::milliseconds stall);
+  // Any thread: the reader returns 0 from wait_readable() once it is empty.
+  void close();
+
+  size_t capacity() const { return capacity_; }
+
+ private:
+  const size_t capacity_;
+  std::unique_ptr<char[]> data_;
+  std::mutex mu_;
+  std::condition_variable readable_;  // the reader waits here
+  std::condition_variable consumed_;  // wait_drained() waits here
+  size_t head_ = 0;                   // total bytes ever pushed
+  size_t tail_ = 0;                   // total bytes ever consumed
+  bool reader_waiting_ = false;       // so that a push wakes it only when it sleeps
+  int drain_waiters_ = 0;
+  bool closed_ = false;
+};
+
+}  // namespace sidemux::core
