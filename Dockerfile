@@ -8,12 +8,16 @@
 # the build) with their Debian copyright files, and the sample config.
 ARG BASE=debian:bookworm
 
-FROM ${BASE} AS build
+# The compilers and -dev packages, on their own stage so that
+# scripts/container-test can keep it between runs (scripts/lib/podman.sh).
+FROM ${BASE} AS toolchain
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       g++ cmake ninja-build pkg-config \
       libuv1-dev libnghttp2-dev libssl-dev libyaml-cpp-dev node-llhttp \
  && rm -rf /var/lib/apt/lists/*
+
+FROM toolchain AS build
 WORKDIR /src
 COPY CMakeLists.txt ./
 COPY conf/ conf/

@@ -2,21 +2,23 @@
 # Podman without an image registry, shared by scripts/container-build and
 # scripts/container-test (shared/PEERS.md, "Containers without a registry"):
 # storage, runtime state and network config under one directory; runc; bounded
-# ulimits; a localhost/debian:bookworm base made with debootstrap and kept, as
-# an image archive, in a cache directory so later runs on the machine skip it.
+# ulimits; a localhost/debian:bookworm base made with debootstrap, and the
+# Dockerfile's toolchain stage built on it, both kept as image archives in a
+# cache directory so later runs on the machine skip them.
 #
 #   source scripts/lib/podman.sh
 #   trap 'podman_cleanup' EXIT    # before podman_init: the storage always goes
 #   podman_init [DIR]             # DIR kept afterwards; none: a scratch directory
-#   podman_base_image             # sets $base
-#   podman_build_image            # Dockerfile on $base; sets $image
+#   podman_build_image            # sets $image; makes (or loads) the base and
+#                                 # the Dockerfile's toolchain stage first
 #   podman run ...                # the wrapper below
 #
 # Environment: SIDEMUX_CACHE_DIR (default ${XDG_CACHE_HOME:-~/.cache}/sidemux),
-# SIDEMUX_BASE_MAX_AGE_DAYS (default 7: an older cached base is made again, so
-# its packages do not fall behind bookworm's security updates).
+# SIDEMUX_BASE_MAX_AGE_DAYS (default 7: an older cached image is made again,
+# so its packages do not fall behind bookworm's security updates).
 
 base=localhost/debian:bookworm
+toolchain=
 image=
 as_root=()
 podman_cmd=()  # podman with this storage, for programs that run it themselves
@@ -139,27 +141,63 @@ podman_base_image() {
     return
   fi
   make_base_image
+  podman_cache_image "$base" "$archive"
+}
+
+# --format docker keeps HEALTHCHECK (OCI images drop it); host network so
+# RUN steps reach apt's mirror without a bridge.
+podman_build() {
+  podman build --format docker --network host --pull=never -f Dockerfile "$@" .
+}
+
+# The Dockerfile's toolchain stage (base + compilers + -dev packages, about
+# 90 s of apt) as $toolchain: from the storage, else the cache, else built and
+# cached. Its tag and archive carry a hash of the stage's text, so a changed
+# package list builds a new one.
+podman_toolchain_image() {
+  local key archive max_age=${SIDEMUX_BASE_MAX_AGE_DAYS:-7}
+  key=$(sed -n '/^FROM .* AS toolchain$/,/^FROM /p' Dockerfile | sha256sum | cut -c1-12)
+  toolchain=localhost/sidemux-toolchain:$key
+  archive=$cache_dir/sidemux-toolchain-$key.tar
+  if podman image exists "$toolchain"; then
+    echo "== toolchain image $toolchain present"
+    return
+  fi
+  if [[ -f "$archive" ]] && [[ -z "$(find "$archive" -mtime "+$max_age")" ]] &&
+    podman load --quiet -i "$archive" >/dev/null 2>&1 && podman image exists "$toolchain"; then
+    echo "== toolchain image $toolchain loaded from $archive"
+    return
+  fi
+  podman_base_image
+  echo "== podman build --target toolchain $toolchain"
+  podman_build --target toolchain --build-arg BASE="$base" -t "$toolchain"
+  podman_cache_image "$toolchain" "$archive" 'sidemux-toolchain-*.tar'
+}
+
+# Saves image $1 as $2 in the cache (replacing older files matching $3).
+podman_cache_image() {
   mkdir -p "$cache_dir"
   # Written aside and renamed, so a concurrent or interrupted run never loads half a file.
-  local tmp=$cache_dir/.base.$$.tar
+  local tmp=$cache_dir/.save.$$.tar
   rm -f "$tmp"
-  if podman save --quiet --format docker-archive -o "$tmp" "$base" 2>/dev/null; then
-    mv -f "$tmp" "$archive"
-    echo "== cached $base in $archive ($(du -h "$archive" | cut -f1))"
+  if podman save --quiet --format docker-archive -o "$tmp" "$1" 2>/dev/null; then
+    if [[ -n "${3:-}" ]]; then
+      find "$cache_dir" -maxdepth 1 -name "$3" ! -name "$(basename "$2")" -delete
+    fi
+    mv -f "$tmp" "$2"
+    echo "== cached $1 in $2 ($(du -h "$2" | cut -f1))"
   else
     rm -f "$tmp"
-    echo "(could not cache $base in $cache_dir)" >&2
+    echo "(could not cache $1 in $cache_dir)" >&2
   fi
 }
 
-# Builds the Dockerfile in the current directory on $base as $image (and :latest).
+# Builds the Dockerfile as $image (and :latest) on the toolchain image.
 podman_build_image() {
   local version
   version=$(sed -n 's/^project(sidemux VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
   image=localhost/sidemux:${version:-dev}
-  echo "== podman build $image (BASE=$base)"
-  # --format docker keeps HEALTHCHECK (OCI images drop it); host network so
-  # RUN steps reach apt's mirror without a bridge.
-  podman build --format docker --network host --pull=never \
-    --build-arg BASE="$base" -t "$image" -t localhost/sidemux:latest -f Dockerfile .
+  podman_toolchain_image
+  echo "== podman build $image (BASE=$toolchain)"
+  podman_build --build-arg BASE="$toolchain" -t "$image" -t localhost/sidemux:latest
 }
