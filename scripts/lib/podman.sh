@@ -126,20 +126,27 @@ SOURCES
   rootfs=
 }
 
+# True if image $1 is in the storage, or was loaded from archive $2 in the
+# cache (unless older than SIDEMUX_BASE_MAX_AGE_DAYS).
+podman_have_image() {
+  local max_age=${SIDEMUX_BASE_MAX_AGE_DAYS:-7}
+  if podman image exists "$1"; then
+    echo "== image $1 present"
+    return 0
+  fi
+  if [[ -f "$2" ]] && [[ -z "$(find "$2" -mtime "+$max_age")" ]] &&
+    podman load --quiet -i "$2" >/dev/null 2>&1 && podman image exists "$1"; then
+    echo "== image $1 loaded from $2"
+    return 0
+  fi
+  return 1
+}
+
 # Makes $base present in the storage: already there, else from the cache,
 # else with debootstrap (then cached).
 podman_base_image() {
   local archive=$cache_dir/debian-bookworm-minbase.tar
-  local max_age=${SIDEMUX_BASE_MAX_AGE_DAYS:-7}
-  if podman image exists "$base"; then
-    echo "== base image $base present"
-    return
-  fi
-  if [[ -f "$archive" ]] && [[ -z "$(find "$archive" -mtime "+$max_age")" ]] &&
-    podman load --quiet -i "$archive" >/dev/null 2>&1 && podman image exists "$base"; then
-    echo "== base image $base loaded from $archive"
-    return
-  fi
+  podman_have_image "$base" "$archive" && return
   make_base_image
   podman_cache_image "$base" "$archive"
 }
@@ -155,19 +162,11 @@ podman_build() {
 # cached. Its tag and archive carry a hash of the stage's text, so a changed
 # package list builds a new one.
 podman_toolchain_image() {
-  local key archive max_age=${SIDEMUX_BASE_MAX_AGE_DAYS:-7}
+  local key archive
   key=$(sed -n '/^FROM .* AS toolchain$/,/^FROM /p' Dockerfile | sha256sum | cut -c1-12)
   toolchain=localhost/sidemux-toolchain:$key
   archive=$cache_dir/sidemux-toolchain-$key.tar
-  if podman image exists "$toolchain"; then
-    echo "== toolchain image $toolchain present"
-    return
-  fi
-  if [[ -f "$archive" ]] && [[ -z "$(find "$archive" -mtime "+$max_age")" ]] &&
-    podman load --quiet -i "$archive" >/dev/null 2>&1 && podman image exists "$toolchain"; then
-    echo "== toolchain image $toolchain loaded from $archive"
-    return
-  fi
+  podman_have_image "$toolchain" "$archive" && return
   podman_base_image
   echo "== podman build --target toolchain $toolchain"
   podman_build --target toolchain --build-arg BASE="$base" -t "$toolchain"
