@@ -159,7 +159,11 @@ Http1ResponseParser::Result Http1ResponseParser::feed(const char* data, size_t l
 
 Http1ResponseParser::Result Http1ResponseParser::finish() {
   if (response_.upgrade) return {Status::ok, 0, nullptr};
-  llhttp_errno_t err = llhttp_get_errno(&parser_);
+  // After a pause in on_end llhttp has not yet left that message (it would
+  // on the next byte), and would call the connection cut short. Zero bytes
+  // take it to the state between messages.
+  static constexpr char kNothing = 0;
+  llhttp_errno_t err = llhttp_execute(&parser_, &kNothing, 0);
   if (err != HPE_OK) return {Status::error, 0, error_reason_ ? error_reason_ : llhttp_get_error_reason(&parser_)};
   err = llhttp_finish(&parser_);
   if (err == HPE_OK || err == HPE_PAUSED) return {Status::ok, 0, nullptr};

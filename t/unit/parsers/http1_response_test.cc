@@ -257,6 +257,19 @@ TEST(Http1Response, PauseAfterAResponse) {
   EXPECT_EQ(r.responses.size(), 3u);
 }
 
+TEST(Http1Response, CloseAfterPausingOnTheLastResponseIsClean) {
+  // Found by t/fuzz/http1_response: finish() called the connection cut short.
+  Recorder r;
+  r.pause_after = 1;
+  Http1ResponseParser p(small_limits(), r);
+  const std::string bytes = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx";
+  auto res = feed(p, bytes);
+  ASSERT_EQ(res.status, Status::paused);
+  EXPECT_EQ(res.consumed, bytes.size());
+  res = p.finish();
+  EXPECT_EQ(res.status, Status::ok) << res.reason;
+}
+
 TEST(Http1Response, HeadLimitsApplyToHeadsAndTrailers) {
   struct Case {
     const char* name;
