@@ -125,7 +125,9 @@ int Http1ResponseParser::on_headers_complete(llhttp_t* p) {
 }
 
 int Http1ResponseParser::on_body(llhttp_t* p, const char* at, size_t len) {
-  self(p)->handler_.on_body({at, len});
+  // llhttp ends an until-close body with an empty span at whatever pointer
+  // finish() passed; a handler gets bytes only.
+  if (len > 0) self(p)->handler_.on_body({at, len});
   return 0;
 }
 
