@@ -18,7 +18,8 @@ enum class Status : uint8_t {
 };
 
 // "OK", "CANCELLED", ... as used in the sidemux_upstream_streams_total label;
-// codes outside the table render as their number.
+// codes outside the table are "UNKNOWN" (as gRPC maps them), so a member
+// cannot grow the label set.
 std::string_view status_name(int code);
 
 // grpc-timeout: 1 to 8 ASCII digits followed by H, M, S, m, u or n.
