@@ -210,9 +210,10 @@ def test_member_without_leader_is_down_and_its_streams_end(tmp_path_factory, sid
             # The watch on m1 ended naming the lost leader; the others with their silent connections.
             for w in watches:
                 assert w.ended.wait(10), "a watch through sidemux did not end"
-            details = [w.details or "" for w in watches]
-            assert any("member m1 has no leader" in d for d in details), details
-            assert all(w.code == grpc.StatusCode.UNAVAILABLE for w in watches), [(w.code, w.details) for w in watches]
+            # (Those on m2 and m3 end as their connections are found dead: how such a
+            # stream ends towards the client is the fault paths' business, not this test's.)
+            ends = [(w.code, w.details) for w in watches]
+            assert (grpc.StatusCode.UNAVAILABLE, "member m1 has no leader") in ends, ends
             print(f"m1 down {time.monotonic() - t0:.2f}s after SIGSTOP of m2, m3")
         finally:
             for w in watches:
