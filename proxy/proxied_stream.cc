@@ -298,7 +298,7 @@ void ProxiedStream::note_grpc_status(const core::HeaderList& fields) {
   int code;
   if (!v.empty() && core::parse_int(v, code)) grpc_status_ = code;
   // etcd moved its leader: learn the new one now, not at the next interval.
-  if (route_ == upstream::Route::leader &&
+  if (config_->cluster.kind == conf::ClusterKind::etcd &&
       upstream::is_leader_change_error(grpc_status_, core::find_header(fields, "grpc-message")))
     down_.worker().cluster().request_status_round();
 }
