@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <uv.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -39,6 +40,20 @@ class TestContext {
   ~TestContext() { finish(); }
   TestContext(const TestContext&) = delete;
   TestContext& operator=(const TestContext&) = delete;
+
+  // Runs the loop until `done` holds, waiting for events in between; false
+  // if it still does not after `timeout_ms` (a guard timer wakes the loop).
+  bool run_until(const std::function<bool()>& done, uint64_t timeout_ms = 5000) {
+    bool expired = false;
+    uv_timer_t guard;
+    uv_timer_init(loop.get(), &guard);
+    guard.data = &expired;
+    uv_timer_start(&guard, [](uv_timer_t* t) { *static_cast<bool*>(t->data) = true; }, timeout_ms, 0);
+    while (!done() && !expired) uv_run(loop.get(), UV_RUN_ONCE);
+    uv_close(reinterpret_cast<uv_handle_t*>(&guard), nullptr);
+    uv_run(loop.get(), UV_RUN_NOWAIT);  // the guard's close, before it leaves the stack
+    return done();
+  }
 
   void finish() {
     if (finished_) return;
