@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <uv.h>
 
+#include <csignal>
 #include <functional>
 #include <memory>
 #include <string>
@@ -33,10 +34,15 @@ inline std::shared_ptr<const core::TlsContexts> tls_contexts(const std::shared_p
   return tls;
 }
 
+// As main() does: writing to a peer that went away must not end the process.
+inline void ignore_sigpipe() { std::signal(SIGPIPE, SIG_IGN); }
+
 class TestContext {
  public:
   explicit TestContext(const std::string& yaml)
-      : config(load_config(yaml)), context(loop.get(), 0, log, registry, config, tls_contexts(config)) {}
+      : config(load_config(yaml)), context(loop.get(), 0, log, registry, config, tls_contexts(config)) {
+    ignore_sigpipe();
+  }
   ~TestContext() { finish(); }
   TestContext(const TestContext&) = delete;
   TestContext& operator=(const TestContext&) = delete;

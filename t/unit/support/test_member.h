@@ -81,6 +81,7 @@ class TestMember {
   std::vector<std::unique_ptr<Connection>> connections;
   int requests = 0;
   int pings = 0;
+  size_t request_bytes = 0;  // DATA payload received, all streams
 
   // A held connection starts answering: its SETTINGS, then what it read.
   void release(Connection& c) {
@@ -112,6 +113,11 @@ class TestMember {
     nghttp2_session_callbacks* cbs;
     nghttp2_session_callbacks_new(&cbs);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
+        cbs, [](nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t len, void* user) {
+          static_cast<Connection*>(user)->member->request_bytes += len;
+          return 0;
+        });
     nghttp2_session_server_new(&c->session, cbs, c.get());
     nghttp2_session_callbacks_del(cbs);
     c->held = hold_new_connections;
