@@ -152,15 +152,7 @@ class TestProxy {
   }
 
   bool run_until(const std::function<bool()>& done, uint64_t timeout_ms = 5000) {
-    bool expired = false;
-    uv_timer_t guard;
-    uv_timer_init(worker.loop(), &guard);
-    guard.data = &expired;
-    uv_timer_start(&guard, [](uv_timer_t* t) { *static_cast<bool*>(t->data) = true; }, timeout_ms, 0);
-    while (!done() && !expired) uv_run(worker.loop(), UV_RUN_ONCE);
-    uv_close(reinterpret_cast<uv_handle_t*>(&guard), nullptr);
-    uv_run(worker.loop(), UV_RUN_NOWAIT);
-    return done();
+    return run_loop_until(worker.loop(), done, timeout_ms);
   }
 
  private:
