@@ -256,6 +256,8 @@ inline const core::HeaderList& grpc_request() {
 
 // A cluster of one member, `member`, on a running scheduler; `cluster_yaml`
 // adds keys to the cluster's mapping. Health checks do not run.
+// Declare the RecordingHandlers of a test before it: its shutdown tells the
+// streams still open, as a worker's does.
 struct ClusterWithMember {
   explicit ClusterWithMember(const std::string& cluster_yaml = "")
       : fd(bind_loopback(port)),

@@ -14,11 +14,11 @@ using unit::TestMember;
 using State = UpstreamSession::State;
 
 TEST(Pool, StreamsShareAConnectionUpToItsLimitThenANewOneOpens) {
+  RecordingHandler h1, h2, h3;
   ClusterWithMember c("max_streams_per_connection: 2");
   c.member.answer = TestMember::Answer::nothing;  // streams stay open
   Member& m = c.cluster.member(0);
   UpstreamSession* first = c.pool().session_for_new_stream();
-  RecordingHandler h1, h2, h3;
   ASSERT_GT(c.submit(*first, h1), 0);
   // Still connecting, with room: the same connection takes the next stream.
   EXPECT_EQ(c.pool().session_for_new_stream(), first);
@@ -36,12 +36,12 @@ TEST(Pool, StreamsShareAConnectionUpToItsLimitThenANewOneOpens) {
 }
 
 TEST(Pool, TheMembersStreamLimitCapsAConnectionToo) {
+  RecordingHandler h1;
   ClusterWithMember c("max_streams_per_connection: 100");
   c.member.max_concurrent_streams = 1;
   c.member.answer = TestMember::Answer::nothing;
   UpstreamSession* first = c.pool().session_for_new_stream();
   ASSERT_TRUE(c.run_until([&] { return first->state() == State::ready; }));
-  RecordingHandler h1;
   ASSERT_GT(c.submit(*first, h1), 0);
   // SETTINGS said one stream per connection.
   UpstreamSession* second = c.pool().session_for_new_stream();
@@ -49,11 +49,11 @@ TEST(Pool, TheMembersStreamLimitCapsAConnectionToo) {
 }
 
 TEST(Pool, DrainingTakesNoStreamsAndClosesEachConnectionAfterItsLast) {
+  RecordingHandler h;
   ClusterWithMember c;
   c.member.answer = TestMember::Answer::nothing;
   Member& m = c.cluster.member(0);
   UpstreamSession* busy = c.pool().session_for_new_stream();
-  RecordingHandler h;
   int32_t id = c.submit(*busy, h);
   ASSERT_GT(id, 0);
   ASSERT_TRUE(c.run_until([&] { return c.member.requests == 1; }));
@@ -73,10 +73,10 @@ TEST(Pool, DrainingTakesNoStreamsAndClosesEachConnectionAfterItsLast) {
 }
 
 TEST(Pool, ShutdownClosesEveryConnectionAndLosesTheirStreams) {
+  RecordingHandler h;
   ClusterWithMember c;
   c.member.answer = TestMember::Answer::nothing;
   UpstreamSession* s = c.pool().session_for_new_stream();
-  RecordingHandler h;
   ASSERT_GT(c.submit(*s, h), 0);
   ASSERT_TRUE(c.run_until([&] { return c.member.requests == 1; }));
   c.pool().shutdown();
@@ -86,6 +86,7 @@ TEST(Pool, ShutdownClosesEveryConnectionAndLosesTheirStreams) {
 }
 
 TEST(Pool, AConnectFailureIsTheMembersLastFailure) {
+  RecordingHandler h;
   ClusterWithMember c("connect_timeout: 2s");
   // Nothing listens there any more.
   c.member.close();
@@ -93,7 +94,6 @@ TEST(Pool, AConnectFailureIsTheMembersLastFailure) {
   // libuv reports even an immediate refusal in the connect callback.
   UpstreamSession* s = c.pool().session_for_new_stream();
   ASSERT_NE(s, nullptr);
-  RecordingHandler h;
   ASSERT_GT(c.submit(*s, h), 0);
   ASSERT_TRUE(c.run_until([&] { return c.pool().empty(); }));
   EXPECT_NE(c.pool().last_failure().find("connect: connection refused"), std::string::npos) << c.pool().last_failure();

@@ -16,11 +16,11 @@ using State = UpstreamSession::State;
 using Close = StreamHandler::Close;
 
 TEST(UpstreamSession, ReadyOnlyOnceTheMembersSettingsArrive) {
+  RecordingHandler h;
   ClusterWithMember c("connect_timeout: 5s");
   c.member.hold_new_connections = true;
   UpstreamSession* s = c.pool().session_for_new_stream();
   ASSERT_NE(s, nullptr);
-  RecordingHandler h;
   // Submitted while connecting: it waits in nghttp2 until the member is up.
   ASSERT_GT(c.submit(*s, h), 0);
   // TCP is up (the member accepted) but no SETTINGS came: still connecting.
@@ -38,10 +38,10 @@ TEST(UpstreamSession, ReadyOnlyOnceTheMembersSettingsArrive) {
 }
 
 TEST(UpstreamSession, NoSettingsInTimeRefusesItsStreams) {
+  RecordingHandler h;
   ClusterWithMember c("connect_timeout: 100ms");
   c.member.hold_new_connections = true;
   UpstreamSession* s = c.pool().session_for_new_stream();
-  RecordingHandler h;
   ASSERT_GT(c.submit(*s, h), 0);
   ASSERT_TRUE(c.run_until([&] { return h.closed; }));
   // The request never reached the member: safe to retry elsewhere.
@@ -51,19 +51,19 @@ TEST(UpstreamSession, NoSettingsInTimeRefusesItsStreams) {
 }
 
 TEST(UpstreamSession, RefusedStreamIsRetryableOtherResetsAreNot) {
+  RecordingHandler refused;
+  RecordingHandler reset;
   ClusterWithMember c;
   c.member.answer = TestMember::Answer::reset;
   UpstreamSession* s = c.pool().session_for_new_stream();
 
   c.member.reset_code = NGHTTP2_REFUSED_STREAM;
-  RecordingHandler refused;
   ASSERT_GT(c.submit(*s, refused), 0);
   ASSERT_TRUE(c.run_until([&] { return refused.closed; }));
   EXPECT_EQ(refused.close_kind, Close::refused);
   EXPECT_EQ(refused.close_code, uint32_t{NGHTTP2_REFUSED_STREAM});
 
   c.member.reset_code = NGHTTP2_ENHANCE_YOUR_CALM;
-  RecordingHandler reset;
   ASSERT_GT(c.submit(*s, reset), 0);
   ASSERT_TRUE(c.run_until([&] { return reset.closed; }));
   EXPECT_EQ(reset.close_kind, Close::reset);
@@ -73,10 +73,10 @@ TEST(UpstreamSession, RefusedStreamIsRetryableOtherResetsAreNot) {
 }
 
 TEST(UpstreamSession, GoawayRefusesStreamsAboveItAndDrainsTheConnection) {
+  RecordingHandler h;
   ClusterWithMember c;
   c.member.answer = TestMember::Answer::goaway;
   UpstreamSession* s = c.pool().session_for_new_stream();
-  RecordingHandler h;
   ASSERT_GT(c.submit(*s, h), 0);
   ASSERT_TRUE(c.run_until([&] { return h.closed; }));
   // GOAWAY named stream 0: the request was not processed.
@@ -100,10 +100,10 @@ TEST(UpstreamSession, QuietConnectionGetsOnePingAndStaysUp) {
 }
 
 TEST(UpstreamSession, UnansweredPingLosesTheConnectionAndItsStreams) {
+  RecordingHandler h;
   ClusterWithMember c("health_check: {interval: 50ms, timeout: 100ms}");
   c.member.answer = TestMember::Answer::nothing;
   UpstreamSession* s = c.pool().session_for_new_stream();
-  RecordingHandler h;
   ASSERT_GT(c.submit(*s, h), 0);
   ASSERT_TRUE(c.run_until([&] { return c.member.requests == 1; }));
   c.member.freeze(*c.member.connections[0]);
@@ -114,10 +114,10 @@ TEST(UpstreamSession, UnansweredPingLosesTheConnectionAndItsStreams) {
 }
 
 TEST(UpstreamSession, MemberClosingTheConnectionLosesOpenStreams) {
+  RecordingHandler h;
   ClusterWithMember c;
   c.member.answer = TestMember::Answer::nothing;
   UpstreamSession* s = c.pool().session_for_new_stream();
-  RecordingHandler h;
   ASSERT_GT(c.submit(*s, h), 0);
   ASSERT_TRUE(c.run_until([&] { return c.member.requests == 1; }));
   c.member.drop(*c.member.connections[0]);
