@@ -4,8 +4,9 @@ failed call by a fault in flight.
 
 A failure is explained by fault F when all of these hold:
 - the call went to F's cluster (a fault on an echo member explains no etcd call);
-- its status code is one F can cause (a kill: UNAVAILABLE or INTERNAL, the
-  stream was cut; a stop: those plus DEADLINE_EXCEEDED, the member froze);
+- its status code is one the SPEC gives for F (a stream cut under the client:
+  UNAVAILABLE; a frozen member: also DEADLINE_EXCEEDED); a failure inside F's
+  window with another code is a finding of its own ("wrong status");
 - the call's time span overlaps F's window (from the fault to GRACE_S after
   its end: streams on a dead member end when sidemux notices);
 - the member that served the call, when known (echo replies name their
@@ -44,8 +45,9 @@ class Fault:
             self.explain_to = self.end + GRACE_S
         self.outcome = outcome
 
-    def explains(self, call):
-        if not self.codes or call.code not in self.codes or call.cluster != self.cluster:
+    def covers(self, call):
+        """call failed inside this fault's window, whatever its status code."""
+        if not self.codes or call.cluster != self.cluster:
             return False
         if self.member is not None and call.member is not None and call.member != self.member:
             return False
@@ -99,11 +101,13 @@ class Ledger:
             self.notes.append((time.monotonic(), text))
 
     def explain(self, call):
-        """The first fault that explains call, or None."""
-        for f in self.faults:
-            if f.explains(call):
-                return f
-        return None
+        """(fault, True) for the first fault that explains call; (fault, False) when a fault
+        covers it but the status code is not one the SPEC allows for that fault; (None, False)."""
+        covering = [f for f in self.faults if f.covers(call)]
+        for f in covering:
+            if call.code in f.codes:
+                return f, True
+        return (covering[0], False) if covering else (None, False)
 
     def rel(self, t):
         return t - self.t0

@@ -25,15 +25,18 @@ def build(ledger, watch_results, resources, minutes, extra_problems):
     # calls ------------------------------------------------------------------
     explained = collections.Counter()
     causes = collections.Counter()
+    details = collections.Counter()
     unexplained = []
     for c in ledger.failures:
-        f = ledger.explain(c)
-        if f is None:
+        f, code_ok = ledger.explain(c)
+        if f is None or not code_ok:
             unexplained.append(c)
-            causes[("UNEXPLAINED", c.kind, c.code)] += 1
+            cause = "UNEXPLAINED" if f is None else f"{fault_label(f)}: wrong status (SPEC: {'/'.join(sorted(f.codes))})"
         else:
             explained[c.kind] += 1
-            causes[(fault_label(f), c.kind, c.code)] += 1
+            cause = fault_label(f)
+        causes[(cause, c.kind, c.code)] += 1
+        details[(cause, c.kind, c.code, c.detail[:160].replace("|", "/"))] += 1
     failed = collections.Counter(c.kind for c in ledger.failures)
     rows = [(k, ledger.made[k], failed[k], explained[k], failed[k] - explained[k]) for k in sorted(ledger.made)]
     total = ("all", sum(ledger.made.values()), len(ledger.failures), sum(explained.values()), len(unexplained))
@@ -41,11 +44,14 @@ def build(ledger, watch_results, resources, minutes, extra_problems):
     if causes:
         rows = [(cause, kind, code, n) for (cause, kind, code), n in sorted(causes.items())]
         lines += ["## Failures by cause", "", _table(("cause (fault in flight)", "kind", "code", "count"), rows), ""]
+        rows = [(cause, kind, code, n, detail) for (cause, kind, code, detail), n in sorted(details.items())[:40]]
+        lines += ["## Failure messages", "", _table(("cause", "kind", "code", "count", "error"), rows), ""]
     if unexplained:
-        problems.append(f"{len(unexplained)} unexplained failures")
+        problems.append(f"{len(unexplained)} unexplained failures (no fault in flight, or a status the SPEC "
+                        "does not give for it)")
         rows = [(f"{ledger.rel(c.start):.1f}-{ledger.rel(c.end):.1f}", c.kind, c.code, c.member or "",
                  c.detail.replace("|", "/")) for c in unexplained[:40]]
-        lines += ["## Unexplained failures (first 40)", "",
+        lines += ["## Unexplained failures and wrong statuses (first 40)", "",
                   _table(("t (s)", "kind", "code", "member", "error"), rows), ""]
 
     # faults -------------------------------------------------------------------

@@ -56,7 +56,8 @@ class Watcher(threading.Thread):
                 try:
                     self.stream_once(self.last_rev + 1)
                     if not self.stop_event.is_set():
-                        self.ledger.failed(self.kind, "etcd", t0, "ENDED", "watch stream ended without error")
+                        self.ledger.failed(self.kind, "etcd", t0, "STALL" if self.stalled else "ENDED",
+                                           "watch stream ended without error")
                 except Exception as e:  # noqa: BLE001 (a break of any kind is recorded, then resumed)
                     if self.stop_event.is_set() and not self.stalled:
                         self.ledger.ok(self.kind)  # cut at the end of the run
