@@ -67,10 +67,21 @@ class Faults:
             return f"{name} dead {DEAD_S:.0f}s, restarted"
         return self._guard(f, go)
 
-    def kill_etcd(self, n):
+    def _pick_etcd(self, n):
+        """The leader on even turns, a follower on odd ones: (name, role)."""
         leader = self.topo.etcd_leader()
         name = leader if n % 2 == 0 and leader else next(m for m in self.topo.etcd.names if m != leader)
-        role = "leader" if name == leader else "follower"
+        return name, "leader" if name == leader else "follower"
+
+    def _freeze(self, pid):
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            self.stop_event.wait(STOP_S)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    def kill_etcd(self, n):
+        name, role = self._pick_etcd(n)
         # A dead leader means an election: etcd itself fails requests on every member meanwhile.
         f = self.ledger.fault("kill -9", cluster="etcd", codes=ETCD_ERRORS + CUT, note=f"{name} ({role})")
 
@@ -88,30 +99,18 @@ class Faults:
         f = self.ledger.fault("SIGSTOP", cluster="echo", member=name, codes=FROZE)
 
         def go():
-            pid = self.topo.echo[name].pid
-            os.kill(pid, signal.SIGSTOP)
-            try:
-                self.stop_event.wait(STOP_S)
-            finally:
-                os.kill(pid, signal.SIGCONT)
+            self._freeze(self.topo.echo[name].pid)
             f.only_started_before = time.monotonic()
             self.topo.sm_echo.wait_members_up([name])
             return f"{name} stopped {STOP_S:.0f}s"
         return self._guard(f, go)
 
     def stop_etcd(self, n):
-        leader = self.topo.etcd_leader()
-        name = leader if n % 2 == 0 and leader else next(m for m in self.topo.etcd.names if m != leader)
-        role = "leader" if name == leader else "follower"
+        name, role = self._pick_etcd(n)
         f = self.ledger.fault("SIGSTOP", cluster="etcd", codes=ETCD_ERRORS + CUT, note=f"{name} ({role})")
 
         def go():
-            pid = self.topo.etcd_member(name).proc.pid
-            os.kill(pid, signal.SIGSTOP)
-            try:
-                self.stop_event.wait(STOP_S)
-            finally:
-                os.kill(pid, signal.SIGCONT)
+            self._freeze(self.topo.etcd_member(name).proc.pid)
             self.topo.wait_etcd_healthy(name)
             self.topo.sm_etcd.wait_members_up([name])
             return f"{name} ({role}) stopped {STOP_S:.0f}s"
@@ -150,7 +149,8 @@ class Faults:
         def go():
             sm = self.topo.sm_echo
             old = self.topo.cert.serial_hex
-            new = self.topo.issue_cert().serial_hex
+            self.topo.cert = self.topo.issue_cert()
+            new = self.topo.cert.serial_hex
             took = sm.reload(self.topo.echo_config())
             seen = served_serial(sm.port("tls"), self.topo.pki.ca_cert)
             if seen != new:

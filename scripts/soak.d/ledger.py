@@ -7,8 +7,8 @@ A failure is explained by fault F when all of these hold:
 - its status code is one the SPEC gives for F (a stream cut under the client:
   UNAVAILABLE; a frozen member: also DEADLINE_EXCEEDED); a failure inside F's
   window with another code is a finding of its own ("wrong status");
-- the call's time span overlaps F's window (from the fault to GRACE_S after
-  its end: streams on a dead member end when sidemux notices);
+- the call failed inside F's window (from the fault to GRACE_S after its end:
+  streams on a dead member end when sidemux notices);
 - the member that served the call, when known (echo replies name their
   server), is F's member.
 Faults whose SPEC contract is "drops nothing" (reloads inside drain_timeout,
@@ -53,8 +53,10 @@ class Fault:
             return False
         if self.only_started_before is not None and call.start >= self.only_started_before:
             return False
+        # The moment of failure counts, not the call's whole span: a Watch open for
+        # minutes lives through many faults, and only the one at its end broke it.
         to = self.explain_to if self.explain_to is not None else float("inf")
-        return call.end >= self.explain_from and call.start <= to
+        return self.explain_from <= call.end <= to
 
 
 class Call:

@@ -95,6 +95,9 @@ def build(ledger, watch_results, resources, minutes, extra_problems):
                       "fds max", "fds end", "fds minus member conns start / end", "CPU s"), rows), "",
               f"Bounds: RSS end <= {RSS_GROWTH:.0%} of warm-up + {RSS_SLACK_KIB // 1024} MiB; fds minus "
               "sidemux_upstream_connections_active back to the start value.", ""]
+    for r in resources:
+        lines += [f"RSS MiB of {r['name']}, in order: " +
+                  " ".join(f"{s.rss_kib / 1024:.1f}" for s in r["samples"]), ""]
 
     lines += ["## Verdict", ""]
     lines += [f"- FAIL: {p}" for p in problems] or ["- PASS: no unexplained failure, no lost watch event, "
