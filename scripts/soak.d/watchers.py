@@ -210,15 +210,23 @@ class Watchdog(threading.Thread):
                     w.cut(stalled=True)
 
 
-def history(stubs, endpoint, timeout=30.0):
-    """etcd's own record of the prefix, read from a member directly: [(mod_revision, key)] sorted.
+class History:
+    """etcd's own record of the prefix, read from a member directly (not through sidemux).
 
     Every put uses a fresh key and nothing is deleted or compacted, so the keys'
-    mod_revisions are the prefix's whole event history."""
-    ch = grpc.insecure_channel(endpoint, options=[("grpc.max_receive_message_length", 256 << 20)])
-    try:
-        r = stubs.etcd_grpc.KVStub(ch).Range(
-            stubs.etcd_pb2.RangeRequest(key=PREFIX, range_end=PREFIX_END, keys_only=True), timeout=timeout)
-        return sorted((kv.mod_revision, kv.key) for kv in r.kvs), r.header.revision
-    finally:
-        ch.close()
+    create and mod revisions are the prefix's event history: events, [(revision, key)]
+    sorted. A key with version > 1 was written more than once, by one Put executed
+    twice: rewritten, [(key, create_revision, mod_revision, version)]. (Past version 2
+    the writes in between are unknown here; none has been seen.)"""
+
+    def __init__(self, stubs, endpoint, timeout=30.0):
+        ch = grpc.insecure_channel(endpoint, options=[("grpc.max_receive_message_length", 256 << 20)])
+        try:
+            r = stubs.etcd_grpc.KVStub(ch).Range(
+                stubs.etcd_pb2.RangeRequest(key=PREFIX, range_end=PREFIX_END), timeout=timeout)
+        finally:
+            ch.close()
+        self.revision = r.header.revision
+        self.events = sorted({(rev, kv.key) for kv in r.kvs for rev in (kv.create_revision, kv.mod_revision)})
+        self.rewritten = [(kv.key, kv.create_revision, kv.mod_revision, kv.version) for kv in r.kvs
+                          if kv.version > 1]
