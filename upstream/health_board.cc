@@ -2,15 +2,6 @@
 
 namespace sidemux::upstream {
 
-const char* to_string(Health h) {
-  switch (h) {
-    case Health::unknown: return "unknown";
-    case Health::healthy: return "healthy";
-    case Health::unhealthy: return "unhealthy";
-  }
-  return "?";
-}
-
 std::shared_ptr<SharedHealth> HealthBoard::state_for(const conf::Member& member) {
   std::lock_guard lock(mu_);
   auto& slot = states_[{member.name, member.address.to_string()}];
