@@ -203,13 +203,14 @@ struct Invalid {
   throw Invalid{field.mark, field.path, std::move(problem)};
 }
 
-// Quotes a value for an error line, escaping what would break the one-line form.
-std::string quoted(std::string_view text) {
+// Escapes what would break the one-line form of an error line (control
+// bytes as \xNN) and, for a quoted value, its quotes and backslashes.
+std::string escaped(std::string_view text, bool in_quotes) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "\"";
+  std::string out;
   for (const char c : text) {
     const auto byte = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
+    if (in_quotes && (c == '"' || c == '\\')) {
       out += '\\';
       out += c;
     } else if (byte < 0x20 || byte == 0x7f) {
@@ -220,8 +221,11 @@ std::string quoted(std::string_view text) {
       out += c;
     }
   }
-  return out + "\"";
+  return out;
 }
+
+// Quotes a value for an error line.
+std::string quoted(std::string_view text) { return "\"" + escaped(text, true) + "\""; }
 
 std::string join(const std::string& parent, std::string_view key) {
   return parent.empty() ? std::string(key) : parent + "." + std::string(key);
@@ -760,7 +764,8 @@ LoadResult load_string(std::string_view yaml, const std::string& source, uint64_
   try {
     convert_root(root_of(single_document(std::string(yaml))), *config);
   } catch (const YAML::Exception& e) {
-    return LoadResult{nullptr, error_line(source, e.mark, "yaml", e.msg)};
+    // yaml-cpp's messages may quote the offending byte raw.
+    return LoadResult{nullptr, error_line(source, e.mark, "yaml", escaped(e.msg, false))};
   } catch (const Invalid& e) {
     return LoadResult{nullptr, error_line(source, e.mark, e.key, e.problem)};
   }
