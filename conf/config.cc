@@ -609,8 +609,10 @@ std::string error_line(const std::string& source, const YAML::Mark& mark, const 
   // Nodes made up by the loader (an empty file) have no position; 1:1 is the honest default.
   const int line = mark.is_null() ? 1 : mark.line + 1;
   const int column = mark.is_null() ? 1 : mark.column + 1;
+  // Keys are the file's own text and yaml-cpp's messages may quote the
+  // offending byte raw: neither may break the line.
   return source + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " +
-         (key.empty() ? "(root)" : key) + ": " + problem;
+         (key.empty() ? "(root)" : escaped(key, false)) + ": " + escaped(problem, false);
 }
 
 // Where the root node of each document starts, for the first two documents.
@@ -764,8 +766,7 @@ LoadResult load_string(std::string_view yaml, const std::string& source, uint64_
   try {
     convert_root(root_of(single_document(std::string(yaml))), *config);
   } catch (const YAML::Exception& e) {
-    // yaml-cpp's messages may quote the offending byte raw.
-    return LoadResult{nullptr, error_line(source, e.mark, "yaml", escaped(e.msg, false))};
+    return LoadResult{nullptr, error_line(source, e.mark, "yaml", e.msg)};
   } catch (const Invalid& e) {
     return LoadResult{nullptr, error_line(source, e.mark, e.key, e.problem)};
   }

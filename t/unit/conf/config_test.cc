@@ -235,6 +235,7 @@ const BadConfig kBadConfigs[] = {
     {"yaml_lone_comma", ",", R"(t.yaml:1:1: yaml: unexpected ",")"},
     // yaml-cpp names a bad escape with the raw byte (found by t/fuzz/config).
     {"yaml_control_byte_in_message", "x: \"\\\x01\"\n", R"(t.yaml:1:7: yaml: unknown escape character: \x01)"},
+    {"control_byte_in_key", kBase + "\"a\\tb\": 1\n", R"(t.yaml:3:1: a\x09b: unknown key)"},
     {"yaml_comma_before_mapping", ",listeners:\n  - name: c\n", R"(t.yaml:1:1: yaml: unexpected ",")"},
 };
 
