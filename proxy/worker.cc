@@ -14,6 +14,12 @@ namespace sidemux {
 namespace {
 Worker* self(uv_handle_t* h) { return static_cast<Worker*>(h->data); }
 
+[[noreturn]] void fatal(const core::Logger& log, const std::string& error) {
+  log.error("fatal", {{"error", error}});
+  log.flush();
+  std::abort();
+}
+
 // For the member initialisers that need the loop before the body runs.
 uv_loop_t* initialised(uv_loop_t* loop) {
   uv_loop_init(loop);
@@ -96,6 +102,9 @@ void Worker::apply_listeners(std::vector<int> fds) {
     if (fds[i] < 0) {
       auto kept = std::find_if(listeners_.begin(), listeners_.end(),
                                [&](const auto& l) { return same_socket(l->conf(), wanted[i]); });
+      // The server decided "kept" against the generation these listeners
+      // came from; a miss is a bug, not a runtime condition.
+      if (kept == listeners_.end()) fatal(log(), "no running listener to keep: " + wanted[i].name);
       (*kept)->update(wanted[i], i, tls());
       next.push_back(std::move(*kept));
       listeners_.erase(kept);
@@ -105,11 +114,7 @@ void Worker::apply_listeners(std::vector<int> fds) {
     std::string error;
     // The server bound and listened on this socket already: this cannot
     // fail short of fd exhaustion, which is worth a loud abort.
-    if (!l->start(error)) {
-      log().error("listener failed", {{"error", error}});
-      log().flush();
-      std::abort();
-    }
+    if (!l->start(error)) fatal(log(), "listener failed: " + error);
     log().debug("listener accepting", {{"listener", wanted[i].name}, {"worker", index()}});
     next.push_back(std::move(l));
   }
