@@ -117,7 +117,8 @@ unsigned smallest_quota(const std::string& root, const Hierarchy& h, Read read) 
 
 unsigned v2_quota(const std::string& dir) {
   // "max 100000" (no limit) or "QUOTA PERIOD".
-  auto fields = split(read_file(dir + "/cpu.max"), ' ');
+  const std::string text = read_file(dir + "/cpu.max");
+  auto fields = split(text, ' ');
   if (fields.size() != 2) return 0;
   auto quota = number(fields[0]);
   auto period = number(fields[1]);
