@@ -16,12 +16,13 @@
 #include <span>
 #include <sstream>
 #include <system_error>
-#include <thread>
 #include <type_traits>
 #include <utility>
 
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
+
+#include "conf/cpu_count.h"
 
 namespace sidemux::conf {
 namespace {
@@ -620,8 +621,6 @@ void convert(const Field& f, Log& out) {
 // Each worker is a thread with its own loop and sockets; a typo such as
 // 10000 should not start that many.
 constexpr uint32_t kMaxWorkers = 1024;
-
-unsigned cpu_count() { return std::max(1u, std::thread::hardware_concurrency()); }
 
 unsigned workers(const Field& f) {
   if (f.node.IsScalar() && f.node.Scalar() == "auto") return cpu_count();
