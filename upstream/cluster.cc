@@ -34,10 +34,28 @@ bool Cluster::any_healthy() const {
   return false;
 }
 
-std::shared_ptr<Member> Cluster::pick(uint64_t& tried) {
+bool Cluster::may_eject(const Member& candidate) const {
+  size_t ejected = 0;
+  bool listed = false;
+  bool another_eligible = false;
+  for (const auto& m : members_) {
+    if (m.get() == &candidate) {
+      listed = true;
+    } else if (m->ejected()) {
+      ++ejected;
+    } else if (m->eligible()) {
+      another_eligible = true;
+    }
+  }
+  // A retired member takes no new streams anyway.
+  if (!listed) return true;
+  return another_eligible && ejected + 1 <= members_.size() / 2;
+}
+
+std::shared_ptr<Member> Cluster::pick(TriedMembers& tried) {
   size_t i = balancer_.pick(members_, tried);
   if (i == Balancer::kNone) return nullptr;
-  if (i < 64) tried |= uint64_t{1} << i;
+  tried.add(members_[i]);
   return members_[i];
 }
 

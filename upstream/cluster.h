@@ -32,9 +32,9 @@ class Cluster {
   void apply(const conf::Cluster& next);  // a reload's member list and balancer
 
   const std::vector<std::shared_ptr<Member>>& members() const { return members_; }
-  // The member for a new stream, skipping those marked in `tried` (by
-  // index), which gets the chosen one added. nullptr when none is eligible.
-  std::shared_ptr<Member> pick(uint64_t& tried);
+  // The member for a new stream, skipping those in `tried`, which gets the
+  // chosen one added. nullptr when none is eligible.
+  std::shared_ptr<Member> pick(TriedMembers& tried);
 
   // At least one member healthy, else a reason naming each member's state
   // (the text /health, /readyz and UNAVAILABLE answers carry).
@@ -44,6 +44,12 @@ class Cluster {
   };
   HealthSummary health() const;
   bool any_healthy() const;
+  // Whether outlier ejection may take `m` out now: at most half the members
+  // (rounded down) ejected at once, and another member left eligible. Past
+  // that, ejection would only turn the failures into UNAVAILABLE for every
+  // stream (one client whose requests make every member look bad, a
+  // network blip). Per worker, as the ejections it counts.
+  bool may_eject(const Member& m) const;
   // Why no member can take a stream: each member's health and ejection.
   std::string unavailable_reason() const;
 

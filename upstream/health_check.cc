@@ -51,16 +51,16 @@ void HealthCheck::arm(uint64_t ms) { uv_timer_start(&timer_, on_timer, ms, 0); }
 void HealthCheck::on_timer(uv_timer_t* t) {
   auto* self = static_cast<HealthCheck*>(t->data);
   if (self->in_flight_) {
-    UpstreamSession* session = self->session_;
     // The next check goes out at once: a member that stopped answering is
     // down after interval + unhealthy_threshold x timeout, not after
     // threshold intervals. (Refused connects fail at once, so only a
     // timeout may skip the interval without spinning.)
     self->finish({false, "health check timed out"}, 0);
-    // Not a byte on the connection since the check went out: it is dead
-    // (a stopped member, a dropped network), and streams on it would hang.
-    if (session && session->silent_since(self->started_))
-      session->close("member stopped answering (health check timed out)");
+    // Not a byte on the check's connection since it went out: the member is
+    // gone (a stopped process, a dropped network), and so is every other
+    // connection to it that was as silent; streams on them would hang
+    // (PING keepalive sends one PING per quiet spell only).
+    self->member_.pool().close_silent_since(self->started_, "member stopped answering (health check timed out)");
   } else {
     self->run();
   }

@@ -78,6 +78,15 @@ void Pool::drain() {
   }
 }
 
+void Pool::close_silent_since(uint64_t t, std::string_view reason) {
+  // close() moves each session to closed_, so walk copies of the lists.
+  std::vector<UpstreamSession*> silent;
+  for (List* list : {&connecting_, &ready_, &draining_})
+    for (auto& s : *list)
+      if (s->silent_since(t)) silent.push_back(s.get());
+  for (UpstreamSession* s : silent) s->close(reason);
+}
+
 void Pool::shutdown() {
   shut_down_ = true;
   // close() moves each session to closed_, so walk copies of the lists.

@@ -41,6 +41,9 @@ class Pool {
   void shutdown();
   // No new streams; each connection closes after its last stream.
   void drain();
+  // Close every connection opened before uv_now() time `t` that read
+  // nothing since; their streams fail.
+  void close_silent_since(uint64_t t, std::string_view reason);
   bool empty() const { return connecting_.empty() && ready_.empty() && draining_.empty() && closed_.empty(); }
   const std::string& last_failure() const { return last_failure_; }
 
