@@ -147,7 +147,8 @@ void ClientConnection::start_session(parsers::Protocol protocol) {
   } else {
     session_ = std::make_unique<Http1Session>(*this);
   }
-  arm_timer(ms(worker_.config()->limits.idle_timeout));
+  const auto& limits = worker_.config()->limits;
+  arm_timer(std::min(ms(limits.idle_timeout), ms(limits.keepalive_interval)));
   if (worker_.draining()) session_->shutdown(false);
 }
 
@@ -194,6 +195,9 @@ void ClientConnection::on_timer() {
     next = idle_ms - since;
   }
   if (!session_->idle() && !keepalive(now, next)) return;
+  // A stream may open before the next wake: keepalive must be looked at
+  // within its interval (one wake per interval and connection).
+  next = std::min(next, ms(worker_.config()->limits.keepalive_interval));
   if (deadline != 0) next = std::min(next, deadline - now);
   arm_timer(next);
 }
