@@ -201,6 +201,7 @@ def test_clients_that_never_read_hold_bounded_memory(gen, echo, sidemux_factory)
                 last = got
                 time.sleep(0.5)
             grown = rss_mib(sm.pid) - base
+            print(f"RSS {base:.1f} MiB -> +{grown:.1f} MiB with 2 x 200 unread downloads")
             assert grown < 24, f"RSS grew {grown:.1f} MiB for 2 x 200 streams nobody reads"
             t0 = time.monotonic()
             reply = stub.Unary(pb2.Msg(text="still serving"), timeout=5)
