@@ -24,7 +24,7 @@ import pytest
 import grpc_testsvc
 from conftest import HOST, H2_PREFACE, H2Client, StreamResult, base_config, connect, read_until_close
 from h2_member import H2TestMember
-from test_grpc_forwarding import channel, find_events, gen, wait_members_up  # noqa: F401  (gen is a fixture)
+from test_grpc_forwarding import channel, find_events, gen, vm_hwm_mib, wait_members_up  # noqa: F401  (gen is a fixture)
 from test_hardening import grpc_frame, one_member_config, rejected, request_headers
 from test_tls import Certs, listener_tls
 
@@ -64,14 +64,6 @@ def wait_closed(sock, timeout):
     start = time.monotonic()
     data, how = read_until_close(sock, timeout=timeout)
     return (time.monotonic() - start if how is not None else None), data
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    raise AssertionError("no VmRSS in /proc status")
 
 
 # --------------------------------------------------------------------------
@@ -189,7 +181,7 @@ def test_clients_that_never_read_hold_bounded_memory(gen, echo, sidemux_factory)
         # Warm up: the member connection, one download, one unary call.
         assert sum(len(c.data) for c in stub.Download(pb2.DownloadRequest(mib=1), timeout=10)) == MIB
         stub.Unary(pb2.Msg(text="warm"), timeout=10)
-        base = rss_mib(sm.pid)
+        base = vm_hwm_mib(sm.pid)
         clients = [open_downloads(sm.port, pb2, 200, 4) for _ in range(2)]
         try:
             # Until the bytes sidemux takes from the member stop growing.
@@ -200,9 +192,9 @@ def test_clients_that_never_read_hold_bounded_memory(gen, echo, sidemux_factory)
                 still = still + 1 if got == last else 0
                 last = got
                 time.sleep(0.5)
-            grown = rss_mib(sm.pid) - base
-            print(f"RSS {base:.1f} MiB -> +{grown:.1f} MiB with 2 x 200 unread downloads")
-            assert grown < 24, f"RSS grew {grown:.1f} MiB for 2 x 200 streams nobody reads"
+            grown = vm_hwm_mib(sm.pid) - base
+            print(f"peak RSS {base:.1f} MiB -> +{grown:.1f} MiB with 2 x 200 unread downloads")
+            assert grown < 24, f"peak RSS grew {grown:.1f} MiB for 2 x 200 streams nobody reads"
             t0 = time.monotonic()
             reply = stub.Unary(pb2.Msg(text="still serving"), timeout=5)
             assert reply.text == "still serving"
@@ -218,18 +210,46 @@ def test_clients_that_never_read_hold_bounded_memory(gen, echo, sidemux_factory)
 # 14.7 host without :authority; deadline mid-message; TLS handshake counted once
 
 
-class HeaderRecorder(H2TestMember):
-    """A raw HTTP/2 member that records each request's header list and answers OK."""
+class RawMember(H2TestMember):
+    """A raw HTTP/2 member that records each call's header list. It answers
+    health checks SERVING and every other call either OK (`stream` False) or
+    with response headers and then gRPC messages of 509 bytes as fast as flow
+    control lets it, never ending the stream (it ignores grpc-timeout, so only
+    sidemux's deadline ends the call)."""
 
-    def __init__(self):
+    MESSAGE = grpc_frame(b"\xab" * 509)
+
+    def __init__(self, stream=False):
+        self.stream = stream
         self.requests = []
         self.lock = threading.Lock()
         super().__init__()
+
+    def _answer(self, conn, sid, headers, pending):
+        conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc")])
+        if self.stream and dict(headers).get(":path") != "/grpc.health.v1.Health/Check":
+            pending[sid] = self.MESSAGE * 40
+            return
+        conn.send_data(sid, b"\x00\x00\x00\x00\x02\x08\x01")  # SERVING / an empty-ish Msg
+        conn.send_headers(sid, [("grpc-status", "0")], end_stream=True)
+
+    @staticmethod
+    def _push(conn, pending):
+        for sid in list(pending):
+            try:
+                n = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size, len(pending[sid]))
+            except Exception:
+                pending.pop(sid)
+                continue
+            if n > 0:
+                conn.send_data(sid, pending[sid][:n])
+                pending[sid] = pending[sid][n:]
 
     def _serve(self, sock):
         conn = h2.connection.H2Connection(h2.config.H2Configuration(
             client_side=False, header_encoding="utf-8", validate_inbound_headers=False))
         conn.initiate_connection()
+        pending = {}  # stream id -> bytes still to send
         try:
             sock.sendall(conn.data_to_send())
             while not self.stopping:
@@ -242,11 +262,12 @@ class HeaderRecorder(H2TestMember):
                         if dict(headers).get(":path") != "/grpc.health.v1.Health/Check":
                             with self.lock:
                                 self.requests.append(headers)
-                        conn.send_headers(ev.stream_id, [(":status", "200"), ("content-type", "application/grpc")])
-                        conn.send_data(ev.stream_id, b"\x00\x00\x00\x00\x02\x08\x01")
-                        conn.send_headers(ev.stream_id, [("grpc-status", "0")], end_stream=True)
+                        self._answer(conn, ev.stream_id, headers, pending)
                     elif isinstance(ev, h2.events.DataReceived):
                         conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    elif isinstance(ev, h2.events.StreamReset):
+                        pending.pop(ev.stream_id, None)
+                self._push(conn, pending)
                 out = conn.data_to_send()
                 if out:
                     sock.sendall(out)
@@ -257,7 +278,7 @@ class HeaderRecorder(H2TestMember):
 
 
 def test_host_without_authority_becomes_authority(sidemux_factory):
-    member = HeaderRecorder()
+    member = RawMember()
     try:
         sm = sidemux_factory(one_member_config(member.address))
         wait_members_up(sm, ["s1"])
@@ -295,67 +316,11 @@ def whole_messages(data):
     return count
 
 
-class Streamer(H2TestMember):
-    """A raw HTTP/2 member that answers every call with response headers and
-    then gRPC messages of 509 bytes as fast as flow control lets it, without
-    ever ending the stream (it ignores grpc-timeout, so only sidemux's
-    deadline ends the call)."""
-
-    MESSAGE = grpc_frame(b"\xab" * 509)
-
-    def __init__(self):
-        super().__init__()
-
-    def _serve(self, sock):
-        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
-        conn.initiate_connection()
-        pending = {}  # stream id -> bytes still to send
-
-        def push():
-            for sid in list(pending):
-                try:
-                    n = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size, len(pending[sid]))
-                except Exception:
-                    pending.pop(sid)
-                    continue
-                if n > 0:
-                    conn.send_data(sid, pending[sid][:n])
-                    pending[sid] = pending[sid][n:]
-
-        try:
-            sock.sendall(conn.data_to_send())
-            while not self.stopping:
-                data = sock.recv(65536)
-                if not data:
-                    return
-                for ev in conn.receive_data(data):
-                    if isinstance(ev, h2.events.RequestReceived):
-                        sid = ev.stream_id
-                        conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc")])
-                        if dict(ev.headers).get(":path") == "/grpc.health.v1.Health/Check":
-                            conn.send_data(sid, b"\x00\x00\x00\x00\x02\x08\x01")
-                            conn.send_headers(sid, [("grpc-status", "0")], end_stream=True)
-                        else:
-                            pending[sid] = self.MESSAGE * 40
-                    elif isinstance(ev, h2.events.DataReceived):
-                        conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                    elif isinstance(ev, h2.events.StreamReset):
-                        pending.pop(ev.stream_id, None)
-                push()
-                out = conn.data_to_send()
-                if out:
-                    sock.sendall(out)
-        except Exception:
-            return
-        finally:
-            sock.close()
-
-
 def test_deadline_after_headers_ends_after_a_whole_message(sidemux_factory):
     """The client's stream window (1000 bytes) stops the answer inside its second
     message when the 1 s deadline fires; the client must get the rest of that
     message, then DEADLINE_EXCEEDED in trailers."""
-    member = Streamer()
+    member = RawMember(stream=True)
     try:
         sm = sidemux_factory(one_member_config(member.address))
         wait_members_up(sm, ["s1"])
