@@ -79,8 +79,8 @@ class Http2Session : public Session {
   std::string peer_;
   bool failed_ = false;
   uint64_t header_block_deadline_ = 0;
-  WindowBudget response_budget_;
-  WindowBudget request_budget_;
+  WindowBudget response_budget_{core::kInitialStreamWindow};
+  WindowBudget request_budget_{core::kClientInitialStreamWindow};
 };
 
 }  // namespace sidemux

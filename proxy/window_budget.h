@@ -3,8 +3,8 @@
 // responses, towards the client for requests). A window bounds what its
 // stream can make sidemux buffer, so the sum bounds the connection.
 //
-// Every stream starts with core::kInitialStreamWindow, granted whatever the
-// budget says (the peer may send that much before we could refuse), and
+// Every stream starts with the initial window of its side (flow_windows.h),
+// granted whatever the budget says (the peer may send that much before we could refuse), and
 // doubles each time its bytes move on while the budget has room, up to
 // core::kStreamWindow. No stream is ever stopped by the budget: its initial
 // window keeps reopening as its bytes are taken, so streams that joined when
@@ -20,12 +20,13 @@ namespace sidemux {
 
 class WindowBudget {
  public:
-  explicit WindowBudget(uint64_t limit = core::kConnectionBudget) : limit_(limit) {}
+  explicit WindowBudget(uint32_t initial, uint64_t limit = core::kConnectionBudget)
+      : initial_(initial), limit_(limit) {}
 
   // A stream joins with the initial window; returns it.
   uint32_t join() {
-    granted_ += core::kInitialStreamWindow;
-    return core::kInitialStreamWindow;
+    granted_ += initial_;
+    return initial_;
   }
   // The stream's window `current` leaves the budget.
   void leave(uint32_t current) { granted_ -= current; }
@@ -40,6 +41,7 @@ class WindowBudget {
   uint64_t granted() const { return granted_; }
 
  private:
+  uint32_t initial_;
   uint64_t limit_;
   uint64_t granted_ = 0;
 };

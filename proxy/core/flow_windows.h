@@ -13,9 +13,15 @@
 
 namespace sidemux::core {
 
-// A new stream's window: 256 streams (max_concurrent_streams' default) fit
-// in a 1 MiB budget. A stream moving more grows towards kStreamWindow.
+// A new member stream's window: 256 streams (max_concurrent_streams'
+// default) fit in a 1 MiB budget. A stream moving more grows towards
+// kStreamWindow. (A member sends nothing before our SETTINGS, which precede
+// our first HEADERS.)
 inline constexpr uint32_t kInitialStreamWindow = 4 * 1024;
+// A new client stream's window: the RFC's default. Clients send requests
+// before our SETTINGS arrive, so a smaller window would race with their
+// first DATA (a flow-control error on a well-behaved client).
+inline constexpr uint32_t kClientInitialStreamWindow = 65535;
 // Large enough for loopback and LAN bandwidth-delay products at gRPC sizes.
 inline constexpr uint32_t kStreamWindow = 256 * 1024;
 inline constexpr int32_t kConnectionWindow = 1024 * 1024;

@@ -62,7 +62,8 @@ nghttp2_session* new_h2_session(H2Role role, const H2Handlers& handlers, void* u
   }
   std::vector<nghttp2_settings_entry> all(settings.begin(), settings.end());
   all.push_back({NGHTTP2_SETTINGS_ENABLE_PUSH, 0});
-  all.push_back({NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kInitialStreamWindow});
+  all.push_back({NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
+                 role == H2Role::server ? kClientInitialStreamWindow : kInitialStreamWindow});
   nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, all.data(), all.size());
   nghttp2_session_set_local_window_size(session, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
   return session;

@@ -7,8 +7,8 @@ crash or a connection held open) and asserts the fixed behaviour with bounded
 waits. Two of the old faults (the listener removed on reload, the grpc-timeout
 overflow) are memory or UB errors that only the ASan+UBSan tree reports; the
 sidemux_factory teardown fails the test on such a report. Flow-control facts the
-tests rely on: sidemux advertises 4 KiB initial stream windows (growing to at
-most 256 KiB while their bytes move on) and a 1 MiB connection window on both
+tests rely on: sidemux advertises 64 KiB initial stream windows to clients and
+4 KiB ones to members (growing to at most 256 KiB while their bytes move on) and a 1 MiB connection window on both
 sides; connection windows reopen as bytes arrive, stream windows only as bytes
 move on.
 """
@@ -32,7 +32,8 @@ from test_grpc_forwarding import FakeMember, channel, gen, wait_members_up  # no
 
 KIB = 1 << 10
 MIB = 1 << 20
-STREAM_WINDOW = 4 * KIB  # a new stream's
+STREAM_WINDOW = 65535  # a new client stream's (the RFC default)
+MEMBER_STREAM_WINDOW = 4 * KIB  # a new member stream's
 MAX_STREAM_WINDOW = 256 * KIB
 CANCELLED_UPLOADS = MIB // STREAM_WINDOW + 24  # more than the connection window
 GRPC_HEADERS = [("content-type", "application/grpc"), ("te", "trailers")]
@@ -109,7 +110,7 @@ def close_time(sock, start, timeout, out):
 
 
 def test_cancelled_uploads_do_not_leak_client_connection_window(gen, echo, sidemux_factory):
-    """280 x (HEADERS + one stream window of DATA + RST_STREAM(CANCEL)) in one write each, 1.1 MiB in all
+    """40 x (HEADERS + one stream window of DATA + RST_STREAM(CANCEL)) in one write each, 1.1 MiB in all
     on a connection whose window is 1 MiB: the window must keep reopening, and a unary
     call on the same connection afterwards must complete."""
     pb2 = gen[0]
@@ -254,7 +255,7 @@ def test_slow_client_does_not_stall_member(gen, echo, sidemux_factory):
             m = sm.metrics()
             active = m.value("sidemux_member_active_streams", member="s1")
             up_in = m.value("sidemux_bytes_total", side="upstream", direction="in") or 0
-            if active == 6 and up_in >= 6 * STREAM_WINDOW:
+            if active == 6 and up_in >= 6 * MEMBER_STREAM_WINDOW:
                 break
             assert time.monotonic() < deadline, f"downloads did not start: active {active}, upstream in {up_in}"
             time.sleep(0.02)

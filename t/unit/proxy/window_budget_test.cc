@@ -11,7 +11,7 @@ using core::kInitialStreamWindow;
 using core::kStreamWindow;
 
 TEST(WindowBudget, WindowsDoubleUpToTheStreamWindow) {
-  WindowBudget b(64 * kStreamWindow);
+  WindowBudget b(kInitialStreamWindow, 64 * kStreamWindow);
   uint32_t w = b.join();
   EXPECT_EQ(w, kInitialStreamWindow);
   for (int i = 0; i < 20; ++i) w = b.grow(w);
@@ -23,7 +23,7 @@ TEST(WindowBudget, WindowsDoubleUpToTheStreamWindow) {
 
 TEST(WindowBudget, SumStaysWithinTheLimitWhateverTheStreamCount) {
   const uint64_t limit = 1 << 20;
-  WindowBudget b(limit);
+  WindowBudget b(kInitialStreamWindow, limit);
   std::vector<uint32_t> windows;
   for (int i = 0; i < 256; ++i) windows.push_back(b.join());  // 256 x 4 KiB: the whole budget
   for (int round = 0; round < 10; ++round)
@@ -36,7 +36,7 @@ TEST(WindowBudget, SumStaysWithinTheLimitWhateverTheStreamCount) {
 }
 
 TEST(WindowBudget, RoomFreedByAStreamGoesToTheNextThatMoves) {
-  WindowBudget b(8 * kStreamWindow);
+  WindowBudget b(kInitialStreamWindow, 8 * kStreamWindow);
   uint32_t big = b.join();
   while (big < kStreamWindow) big = b.grow(big);
   std::vector<uint32_t> others;
