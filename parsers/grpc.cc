@@ -54,4 +54,16 @@ std::string percent_encode(std::string_view message) {
   return out;
 }
 
+const char* unary_message(std::span<const uint8_t> body, std::span<const uint8_t>& message) {
+  if (body.size() < kMessagePrefixSize) return "response shorter than a message prefix";
+  // sidemux sends no grpc-accept-encoding, so a member must not compress.
+  if (body[0] != 0) return "compressed response message";
+  uint32_t len = static_cast<uint32_t>(body[1]) << 24 | static_cast<uint32_t>(body[2]) << 16 |
+                 static_cast<uint32_t>(body[3]) << 8 | body[4];
+  if (len > body.size() - kMessagePrefixSize) return "truncated response message";
+  if (len < body.size() - kMessagePrefixSize) return "more than one response message";
+  message = body.subspan(kMessagePrefixSize, len);
+  return nullptr;
+}
+
 }  // namespace sidemux::parsers::grpc

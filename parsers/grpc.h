@@ -1,8 +1,10 @@
 // gRPC over HTTP/2 helpers: status codes, grpc-timeout, grpc-message encoding.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -16,7 +18,8 @@ enum class Status : uint8_t {
 };
 
 // "OK", "CANCELLED", ... as used in the sidemux_upstream_streams_total label;
-// codes outside the table render as their number.
+// codes outside the table are "UNKNOWN" (as gRPC maps them), so a member
+// cannot grow the label set.
 std::string_view status_name(int code);
 
 // grpc-timeout: 1 to 8 ASCII digits followed by H, M, S, m, u or n.
@@ -27,5 +30,16 @@ bool parse_timeout(std::string_view text, std::chrono::nanoseconds& out);
 std::string percent_encode(std::string_view message);
 
 inline constexpr std::string_view kContentType = "application/grpc";
+
+// A message on a gRPC stream is prefixed by a compressed-flag byte and a
+// 4-byte big-endian length ("Length-Prefixed-Message").
+inline constexpr size_t kMessagePrefixSize = 5;
+// An empty message, prefixed: a HealthCheckRequest for service "", etcd's
+// StatusRequest.
+inline constexpr std::array<uint8_t, kMessagePrefixSize> kEmptyMessage = {0, 0, 0, 0, 0};
+
+// The one uncompressed message of a unary response body. Returns nullptr
+// and sets `message` (a view into `body`), or says why the body is not that.
+const char* unary_message(std::span<const uint8_t> body, std::span<const uint8_t>& message);
 
 }  // namespace sidemux::parsers::grpc

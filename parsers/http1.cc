@@ -1,15 +1,6 @@
 #include "parsers/http1.h"
 
-#include <algorithm>
-#include <cctype>
-
 namespace sidemux::parsers {
-
-std::string_view Http1Request::header(std::string_view name) const {
-  for (const auto& [k, v] : headers)
-    if (k == name) return v;
-  return {};
-}
 
 void Http1Request::clear() {
   // clear() keeps capacity, so a keep-alive connection stops allocating
@@ -25,11 +16,12 @@ Http1Parser* self(llhttp_t* p) { return static_cast<Http1Parser*>(p->data); }
 }  // namespace
 
 Http1Parser::Http1Parser(const Limits& limits, OnRequest on_request, void* user)
-    : limits_(limits), on_request_(on_request), user_(user) {
+    : limits_(limits), on_request_(on_request), user_(user), head_(limits) {
   llhttp_settings_init(&settings_);
   settings_.on_message_begin = on_message_begin;
   settings_.on_url = on_url;
   settings_.on_header_field = on_header_field;
+  settings_.on_header_field_complete = on_header_field_complete;
   settings_.on_header_value = on_header_value;
   settings_.on_headers_complete = on_headers_complete;
   settings_.on_body = on_body;
@@ -44,48 +36,36 @@ int Http1Parser::fail(int status, const char* reason) {
   return -1;
 }
 
-bool Http1Parser::count_head(size_t n) {
-  head_bytes_ += n;
-  return head_bytes_ <= limits_.max_head_bytes;
-}
-
 int Http1Parser::on_message_begin(llhttp_t* p) {
   auto* s = self(p);
   s->req_.clear();
-  s->head_bytes_ = 0;
-  s->in_value_ = false;
+  s->head_.reset(s->req_.headers);
   s->in_message_ = true;
   return 0;
 }
 
 int Http1Parser::on_url(llhttp_t* p, const char* at, size_t len) {
   auto* s = self(p);
-  if (!s->count_head(len)) return s->fail(431, "request head too large");
+  if (const char* e = s->head_.on_start_line(len)) return s->fail(431, e);
   s->req_.target.append(at, len);
   return 0;
 }
 
 int Http1Parser::on_header_field(llhttp_t* p, const char* at, size_t len) {
   auto* s = self(p);
-  // +4 stands for ": " and CRLF, so the limit tracks bytes on the wire.
-  if (!s->count_head(len + (s->in_value_ || s->req_.headers.empty() ? 4 : 0)))
-    return s->fail(431, "request head too large");
-  if (s->in_value_ || s->req_.headers.empty()) {
-    if (s->req_.headers.size() >= s->limits_.max_headers) return s->fail(431, "too many headers");
-    s->req_.headers.emplace_back();
-    s->in_value_ = false;
-  }
-  auto& name = s->req_.headers.back().first;
-  for (size_t i = 0; i < len; ++i) name += static_cast<char>(std::tolower(static_cast<unsigned char>(at[i])));
+  const char* e = s->head_.on_field(at, len);
+  return e ? s->fail(431, e) : 0;
+}
+
+int Http1Parser::on_header_field_complete(llhttp_t* p) {
+  self(p)->head_.on_field_complete();
   return 0;
 }
 
 int Http1Parser::on_header_value(llhttp_t* p, const char* at, size_t len) {
   auto* s = self(p);
-  if (!s->count_head(len)) return s->fail(431, "request head too large");
-  s->in_value_ = true;
-  s->req_.headers.back().second.append(at, len);
-  return 0;
+  const char* e = s->head_.on_value(at, len);
+  return e ? s->fail(431, e) : 0;
 }
 
 int Http1Parser::on_headers_complete(llhttp_t* p) {

@@ -8,30 +8,28 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <utility>
-#include <vector>
+
+#include "parsers/http1_headers.h"
 
 namespace sidemux::parsers {
 
 struct Http1Request {
   std::string method;
   std::string target;
-  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
+  Http1Headers headers;
   uint8_t version_major = 1;
   uint8_t version_minor = 1;
   bool keep_alive = true;  // llhttp's verdict from version and Connection
   uint64_t body_bytes = 0;  // bodies are counted and dropped
 
   // First value of a header (name in lower case), or empty.
-  std::string_view header(std::string_view name) const;
+  std::string_view header(std::string_view name) const { return headers.get(name); }
   void clear();
 };
 
 class Http1Parser {
  public:
-  struct Limits {
-    size_t max_head_bytes = 16384;  // request line + headers
-    size_t max_headers = 100;
+  struct Limits : Http1HeadLimits {
     size_t max_body_bytes = 16384;
   };
 
@@ -58,13 +56,13 @@ class Http1Parser {
   static int on_message_begin(llhttp_t* p);
   static int on_url(llhttp_t* p, const char* at, size_t len);
   static int on_header_field(llhttp_t* p, const char* at, size_t len);
+  static int on_header_field_complete(llhttp_t* p);
   static int on_header_value(llhttp_t* p, const char* at, size_t len);
   static int on_headers_complete(llhttp_t* p);
   static int on_body(llhttp_t* p, const char* at, size_t len);
   static int on_message_complete(llhttp_t* p);
 
   int fail(int status, const char* reason);
-  bool count_head(size_t n);
 
   Limits limits_;
   OnRequest on_request_;
@@ -72,8 +70,7 @@ class Http1Parser {
   llhttp_settings_t settings_;
   llhttp_t parser_;
   Http1Request req_;
-  size_t head_bytes_ = 0;
-  bool in_value_ = false;
+  Http1HeadCollector head_;
   bool in_message_ = false;
   int error_status_ = 0;
   const char* error_reason_ = nullptr;

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 namespace sidemux::parsers::grpc {
 namespace {
 
@@ -51,6 +54,29 @@ TEST(GrpcStatus, Names) {
 TEST(GrpcMessage, PercentEncoding) {
   EXPECT_EQ(percent_encode("no member: m1 (down)"), "no member: m1 (down)");
   EXPECT_EQ(percent_encode("100%\n\xc3\xa9"), "100%25%0A%C3%A9");
+}
+
+TEST(GrpcUnaryMessage, OneUncompressedMessage) {
+  std::vector<uint8_t> body = {0, 0, 0, 0, 2, 0x08, 0x01};
+  std::span<const uint8_t> m;
+  ASSERT_EQ(unary_message(body, m), nullptr);
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[0], 0x08);
+  ASSERT_EQ(unary_message(kEmptyMessage, m), nullptr);
+  EXPECT_TRUE(m.empty());
+}
+
+TEST(GrpcUnaryMessage, Rejects) {
+  std::span<const uint8_t> m;
+  auto why = [&](std::vector<uint8_t> body) {
+    const char* e = unary_message(body, m);
+    return std::string(e ? e : "ok");
+  };
+  EXPECT_EQ(why({0, 0, 0}), "response shorter than a message prefix");
+  EXPECT_EQ(why({1, 0, 0, 0, 1, 0}), "compressed response message");
+  EXPECT_EQ(why({0, 0, 0, 0, 3, 0}), "truncated response message");
+  EXPECT_EQ(why({0, 0xff, 0xff, 0xff, 0xff}), "truncated response message");
+  EXPECT_EQ(why({0, 0, 0, 0, 0, 0, 0, 0, 0, 0}), "more than one response message");
 }
 
 }  // namespace

@@ -44,6 +44,24 @@ TEST(Http1Parser, RequestFedOneByteAtATime) {
   EXPECT_FALSE(p.mid_message());
 }
 
+TEST(Http1Parser, EmptyHeaderValuesKeepTheirNames) {
+  const std::string req = "GET / HTTP/1.1\r\nA:\r\nB: 2\r\nC: \r\n\r\n";
+  for (size_t split = 0; split <= req.size(); ++split) {
+    Collector c;
+    Http1Parser p(small_limits(), Collector::on_request, &c);
+    p.feed(req.data(), split);
+    p.feed(req.data() + split, req.size() - split);
+    ASSERT_EQ(c.requests.size(), 1u);
+    const auto& h = c.requests[0].headers;
+    ASSERT_EQ(h.size(), 3u) << split;
+    EXPECT_EQ(h.name(0), "a");
+    EXPECT_EQ(h.value(0), "");
+    EXPECT_EQ(h.name(1), "b");
+    EXPECT_EQ(h.value(1), "2");
+    EXPECT_EQ(h.name(2), "c");
+  }
+}
+
 TEST(Http1Parser, EverySplitOfTwoPipelinedRequests) {
   const std::string bytes = "GET /a HTTP/1.1\r\nHost: h\r\n\r\nHEAD /b HTTP/1.1\r\n\r\n";
   for (size_t split = 0; split <= bytes.size(); ++split) {
