@@ -14,10 +14,13 @@
 #include <array>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "conf/config.h"
 #include "proxy/core/metrics.h"
 #include "upstream/health_check.h"
+#include "upstream/http1_pool.h"
 #include "upstream/pool.h"
 
 namespace sidemux::core {
@@ -43,7 +46,7 @@ class Member {
   // their streams end. Not up any more as far as metrics go.
   void retire();
   // Every handle of the member is closed: it may be freed.
-  bool closed() const { return pool_.empty() && health_check_.closed(); }
+  bool closed() const { return pool_.empty() && http1_pool_.empty() && health_check_.closed(); }
 
   const std::string& name() const { return conf_.name; }
   const conf::HostPort& address() const { return conf_.address; }
@@ -60,6 +63,7 @@ class Member {
   void record_success() { consecutive_failures_ = 0; }
 
   Pool& pool() { return pool_; }
+  Http1Pool& http1_pool() { return http1_pool_; }
   int64_t active_streams() const { return active_streams_.value(); }
   void stream_started() { active_streams_.inc(); }
   void stream_ended() { active_streams_.dec(); }
@@ -67,6 +71,8 @@ class Member {
   metrics::Histogram& stream_duration() { return duration_; }
   // sidemux_upstream_streams_total{member, grpc_status}, looked up once per status.
   metrics::Counter& streams_total(int grpc_status);
+  // sidemux_upstream_http_requests_total{member, code} (forwarded HTTP/1).
+  metrics::Counter& http_requests_total(int status);
 
   // Per-member series, looked up once.
   metrics::Registry& registry() { return registry_; }
@@ -87,7 +93,10 @@ class Member {
   metrics::Gauge& connections_;
   metrics::Histogram& duration_;
   std::array<metrics::Counter*, 17> streams_by_status_{};  // gRPC codes 0..16
+  // Few distinct status codes occur per member: each series is looked up once.
+  std::vector<std::pair<int, metrics::Counter*>> http_by_status_;
   Pool pool_;
+  Http1Pool http1_pool_;
   HealthCheck health_check_;
 };
 

@@ -30,6 +30,9 @@ inline const Family kUpstreamStreamDuration{
 inline const Family kUpstreamRetries{
     "sidemux_upstream_retries_total", "Streams retried on another member.",
     Type::counter, {"member", "reason"}};
+inline const Family kUpstreamHttpRequests{
+    "sidemux_upstream_http_requests_total", "Forwarded HTTP/1 requests by member and response status.",
+    Type::counter, {"member", "code"}};
 inline const Family kUpstreamConnectionsActive{
     "sidemux_upstream_connections_active", "Open HTTP/2 connections to a member.",
     Type::gauge, {"member"}};
