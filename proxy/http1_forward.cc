@@ -86,7 +86,9 @@ void ForwardedRequest::attempt(std::string_view last_failure) {
 
 bool ForwardedRequest::on_request_body(const char* data, size_t len) {
   bytes_in_ += len;
-  if (finished_) return true;  // answered already: the rest is dropped
+  // finished: answered already, the rest is dropped. An empty span (llhttp
+  // has them) must not become a chunk: "0" is the last one.
+  if (finished_ || len == 0) return true;
   if (request_.chunked) {
     std::string size_line;
     append_chunk_header(len, size_line);

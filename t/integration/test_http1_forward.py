@@ -233,19 +233,29 @@ def test_slow_reader_of_large_range_keeps_rss_bounded(sm):
         before = rss_kib(sm.pid)
         rng = json.dumps({"key": b64("big/"), "range_end": b64("big0")}).encode()
         s.sendall(build_request("/v3/kv/range", "POST", {"Content-Type": "application/json"}, rng))
-        # The answer is about 16 MiB of JSON; the client takes nothing for a
-        # while. Without backpressure sidemux would hold it all.
+        # The answer is about 16 MiB of JSON. The client takes nothing for a
+        # while (less than idle_timeout, after which a client that does not
+        # read is closed), then reads it slowly. Without backpressure sidemux
+        # would hold all of it.
         peak = before
-        deadline = time.monotonic() + 3.0
+        deadline = time.monotonic() + IDLE_TIMEOUT_S * 0.6
         while time.monotonic() < deadline:
             peak = max(peak, rss_kib(sm.pid))
-            time.sleep(0.1)
-        r = ResponseReader(s, 60)
-        resp = r.read_response()
-    assert resp.status == 200
-    kvs = resp.json()["kvs"]
-    assert len(kvs) == 12 and all(unb64(kv["value"]) == value for kv in kvs)
-    assert peak - before < 6 * 1024, f"RSS grew {peak - before} KiB while the client read nothing"
+            time.sleep(0.05)
+        raw = bytearray()
+        end = time.monotonic() + 60
+        while not raw.endswith(b"\r\n0\r\n\r\n"):
+            assert time.monotonic() < end, f"read {len(raw)} bytes in 60 s"
+            chunk = s.recv(256 << 10)
+            assert chunk, "connection closed mid-answer"
+            raw += chunk
+            peak = max(peak, rss_kib(sm.pid))
+            time.sleep(0.002)
+    print(f"sidemux RSS growth while a slow client read {len(raw)} bytes: {peak - before} KiB")
+    assert len(raw) > 16 << 20
+    head, _, _ = bytes(raw[:200]).partition(b"\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert peak - before < 6 * 1024, f"RSS grew {peak - before} KiB while the client read slowly"
 
 
 def test_v3_is_404_with_kind_grpc(cluster, tmp_path):
@@ -376,14 +386,30 @@ class Http1Member(H2TestMember):
                     if not data:
                         return
                     sock.sendall(data)
-            length = int(names.get("content-length", "0"))
-            while len(buf) < length:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    return
-                buf += chunk
-            buf = buf[length:]
-            body = json.dumps({"line": lines[0], "headers": headers}).encode()
+            received = b""
+            if names.get("transfer-encoding", "").lower() == "chunked":
+                while True:
+                    while b"\r\n" not in buf:
+                        buf += sock.recv(65536)
+                    size_line, _, buf = buf.partition(b"\r\n")
+                    size = int(size_line, 16)
+                    while len(buf) < size + 2:
+                        buf += sock.recv(65536)
+                    assert buf[size:size + 2] == b"\r\n" or size == 0, "bad chunk framing"
+                    received += buf[:size]
+                    buf = buf[size + 2:]
+                    if size == 0:
+                        break
+            else:
+                length = int(names.get("content-length", "0"))
+                while len(buf) < length:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                received, buf = buf[:length], buf[length:]
+            body = json.dumps({"line": lines[0], "headers": headers, "body_len": len(received),
+                               "body_sum": sum(received) % 65521}).encode()
             sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                          + str(len(body)).encode() + b"\r\n\r\n" + body)
 
@@ -486,5 +512,23 @@ def test_connect_failure_retried_on_another_member(tmp_path, members):
         assert len(members[1].heads) == 4 and not members[0].heads
         m = proc.metrics()
         assert m.sum("sidemux_upstream_retries_total", member="p0", reason="connect_failure") >= 1
+    finally:
+        proc.kill_if_running()
+
+
+def test_chunked_request_paused_and_resumed_arrives_whole(tmp_path, members):
+    proc = start_front(tmp_path, members[:1])
+    try:
+        body = bytes(range(256)) * 4096
+        with connect(proc.port) as s:
+            s.sendall(b"POST /echo/up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for i in range(0, len(body), 100_000):
+                piece = body[i:i + 100_000]
+                s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            s.sendall(b"0\r\n\r\n")
+            resp = ResponseReader(s, 20).read_response()
+        assert resp.status == 200, resp
+        seen = resp.json()
+        assert (seen["body_len"], seen["body_sum"]) == (len(body), sum(body) % 65521)
     finally:
         proc.kill_if_running()
