@@ -13,33 +13,17 @@ void Http1Request::clear() {
   body_bytes = 0;
 }
 
-namespace {
-Http1Parser* self(llhttp_t* p) { return static_cast<Http1Parser*>(p->data); }
-}  // namespace
-
 Http1Parser::Http1Parser(const Limits& limits, OnRequest on_request, void* user)
-    : limits_(limits), on_request_(on_request), user_(user), head_(limits) {
-  llhttp_settings_init(&settings_);
+    : Http1Llhttp(HTTP_REQUEST, limits), limits_(limits), on_request_(on_request), user_(user) {
   settings_.on_message_begin = on_message_begin;
   settings_.on_url = on_url;
-  settings_.on_header_field = on_header_field;
-  settings_.on_header_field_complete = on_header_field_complete;
-  settings_.on_header_value = on_header_value;
   settings_.on_headers_complete = on_headers_complete;
   settings_.on_body = on_body;
   settings_.on_message_complete = on_message_complete;
-  llhttp_init(&parser_, HTTP_REQUEST, &settings_);
-  parser_.data = this;
-}
-
-int Http1Parser::fail(int status, const char* reason) {
-  error_status_ = status;
-  error_reason_ = reason;
-  return -1;
 }
 
 int Http1Parser::on_message_begin(llhttp_t* p) {
-  auto* s = self(p);
+  auto* s = self<Http1Parser>(p);
   s->req_.clear();
   s->head_.reset(s->req_.headers);
   s->in_message_ = true;
@@ -47,31 +31,14 @@ int Http1Parser::on_message_begin(llhttp_t* p) {
 }
 
 int Http1Parser::on_url(llhttp_t* p, const char* at, size_t len) {
-  auto* s = self(p);
-  if (const char* e = s->head_.on_start_line(len)) return s->fail(431, e);
+  auto* s = self<Http1Parser>(p);
+  if (const char* e = s->head_.on_start_line(len)) return s->fail(e);
   s->req_.target.append(at, len);
   return 0;
 }
 
-int Http1Parser::on_header_field(llhttp_t* p, const char* at, size_t len) {
-  auto* s = self(p);
-  const char* e = s->head_.on_field(at, len);
-  return e ? s->fail(431, e) : 0;
-}
-
-int Http1Parser::on_header_field_complete(llhttp_t* p) {
-  self(p)->head_.on_field_complete();
-  return 0;
-}
-
-int Http1Parser::on_header_value(llhttp_t* p, const char* at, size_t len) {
-  auto* s = self(p);
-  const char* e = s->head_.on_value(at, len);
-  return e ? s->fail(431, e) : 0;
-}
-
 int Http1Parser::on_headers_complete(llhttp_t* p) {
-  auto* s = self(p);
+  auto* s = self<Http1Parser>(p);
   s->req_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
   s->req_.version_major = p->http_major;
   s->req_.version_minor = p->http_minor;
@@ -84,15 +51,18 @@ int Http1Parser::on_headers_complete(llhttp_t* p) {
 }
 
 int Http1Parser::on_body(llhttp_t* p, const char* at, size_t len) {
-  auto* s = self(p);
+  auto* s = self<Http1Parser>(p);
   s->req_.body_bytes += len;
   if (s->streaming_) return s->on_body_(s->user_, at, len) ? 0 : HPE_PAUSED;
-  if (s->req_.body_bytes > s->limits_.max_body_bytes) return s->fail(413, "request body too large");
+  if (s->req_.body_bytes > s->limits_.max_body_bytes) {
+    s->body_too_large_ = true;
+    return s->fail("request body too large");
+  }
   return 0;
 }
 
 int Http1Parser::on_message_complete(llhttp_t* p) {
-  auto* s = self(p);
+  auto* s = self<Http1Parser>(p);
   s->req_.keep_alive = llhttp_should_keep_alive(p) != 0;
   s->in_message_ = false;
   // An upgrade the head hook took ends in HPE_PAUSED_UPGRADE, never paused.
@@ -117,8 +87,9 @@ Http1Parser::Result Http1Parser::feed(const char* data, size_t len) {
     // HTTP/1, so the connection ends after that answer (http_status 0).
     return {Status::error, consumed, 0, "protocol upgrade is not supported"};
   }
-  if (error_status_ != 0) return {Status::error, consumed, error_status_, error_reason_};
-  return {Status::error, consumed, 400, llhttp_get_error_reason(&parser_)};
+  // Our callbacks refuse only what is past a limit: the body, or the head.
+  int status = !refused() ? 400 : body_too_large_ ? 413 : 431;
+  return {Status::error, consumed, status, reason()};
 }
 
 }  // namespace sidemux::parsers

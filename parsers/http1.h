@@ -2,14 +2,13 @@
 // handlers. Parsing is incremental; a request is delivered when complete.
 #pragma once
 
-#include <llhttp.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "parsers/http1_headers.h"
+#include "parsers/http1_llhttp.h"
 
 namespace sidemux::parsers {
 
@@ -30,7 +29,7 @@ struct Http1Request {
   void clear();
 };
 
-class Http1Parser {
+class Http1Parser : public Http1Llhttp {
  public:
   struct Limits : Http1HeadLimits {
     size_t max_body_bytes = 16384;
@@ -41,8 +40,6 @@ class Http1Parser {
   using OnRequest = bool (*)(void* user, const Http1Request& req);
 
   Http1Parser(const Limits& limits, OnRequest on_request, void* user);
-  Http1Parser(const Http1Parser&) = delete;
-  Http1Parser& operator=(const Http1Parser&) = delete;
 
   // Requests that are forwarded rather than answered: at the end of each
   // head `on_head` decides; true streams that request's body to `on_body`
@@ -72,28 +69,19 @@ class Http1Parser {
  private:
   static int on_message_begin(llhttp_t* p);
   static int on_url(llhttp_t* p, const char* at, size_t len);
-  static int on_header_field(llhttp_t* p, const char* at, size_t len);
-  static int on_header_field_complete(llhttp_t* p);
-  static int on_header_value(llhttp_t* p, const char* at, size_t len);
   static int on_headers_complete(llhttp_t* p);
   static int on_body(llhttp_t* p, const char* at, size_t len);
   static int on_message_complete(llhttp_t* p);
-
-  int fail(int status, const char* reason);
 
   Limits limits_;
   OnRequest on_request_;
   OnHead on_head_ = nullptr;
   OnBody on_body_ = nullptr;
   void* user_;
-  llhttp_settings_t settings_;
-  llhttp_t parser_;
   Http1Request req_;
-  Http1HeadCollector head_;
   bool in_message_ = false;
   bool streaming_ = false;  // this request's body goes to on_body_
-  int error_status_ = 0;
-  const char* error_reason_ = nullptr;
+  bool body_too_large_ = false;
 };
 
 }  // namespace sidemux::parsers

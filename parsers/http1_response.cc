@@ -16,8 +16,6 @@ void Http1Response::clear() {
 
 namespace {
 
-Http1ResponseParser* self(llhttp_t* p) { return static_cast<Http1ResponseParser*>(p->data); }
-
 // on_headers_complete answers (llhttp.h): go on, no body, no body and the
 // connection changes protocol (llhttp_execute returns HPE_PAUSED_UPGRADE).
 constexpr int kReadBody = 0;
@@ -27,27 +25,16 @@ constexpr int kUpgrade = 2;
 }  // namespace
 
 Http1ResponseParser::Http1ResponseParser(const Limits& limits, Handler& handler)
-    : handler_(handler), head_(limits) {
-  llhttp_settings_init(&settings_);
+    : Http1Llhttp(HTTP_RESPONSE, limits), handler_(handler) {
   settings_.on_message_begin = on_message_begin;
   settings_.on_status = on_status;
-  settings_.on_header_field = on_header_field;
-  settings_.on_header_field_complete = on_header_field_complete;
-  settings_.on_header_value = on_header_value;
   settings_.on_headers_complete = on_headers_complete;
   settings_.on_body = on_body;
   settings_.on_message_complete = on_message_complete;
-  llhttp_init(&parser_, HTTP_RESPONSE, &settings_);
-  parser_.data = this;
-}
-
-int Http1ResponseParser::fail(const char* reason) {
-  error_reason_ = reason;
-  return -1;
 }
 
 int Http1ResponseParser::on_message_begin(llhttp_t* p) {
-  auto* s = self(p);
+  auto* s = self<Http1ResponseParser>(p);
   s->response_.clear();
   s->trailers_.clear();
   s->head_.reset(s->response_.headers);
@@ -56,31 +43,14 @@ int Http1ResponseParser::on_message_begin(llhttp_t* p) {
 }
 
 int Http1ResponseParser::on_status(llhttp_t* p, const char* at, size_t len) {
-  auto* s = self(p);
+  auto* s = self<Http1ResponseParser>(p);
   if (const char* e = s->head_.on_start_line(len)) return s->fail(e);
   s->response_.reason.append(at, len);
   return 0;
 }
 
-int Http1ResponseParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
-  auto* s = self(p);
-  const char* e = s->head_.on_field(at, len);
-  return e ? s->fail(e) : 0;
-}
-
-int Http1ResponseParser::on_header_field_complete(llhttp_t* p) {
-  self(p)->head_.on_field_complete();
-  return 0;
-}
-
-int Http1ResponseParser::on_header_value(llhttp_t* p, const char* at, size_t len) {
-  auto* s = self(p);
-  const char* e = s->head_.on_value(at, len);
-  return e ? s->fail(e) : 0;
-}
-
 int Http1ResponseParser::on_headers_complete(llhttp_t* p) {
-  auto* s = self(p);
+  auto* s = self<Http1ResponseParser>(p);
   Http1Response& r = s->response_;
   r.status = p->status_code;
   r.version_major = p->http_major;
@@ -127,12 +97,12 @@ int Http1ResponseParser::on_headers_complete(llhttp_t* p) {
 int Http1ResponseParser::on_body(llhttp_t* p, const char* at, size_t len) {
   // llhttp ends an until-close body with an empty span at whatever pointer
   // finish() passed; a handler gets bytes only.
-  if (len > 0) self(p)->handler_.on_body({at, len});
+  if (len > 0) self<Http1ResponseParser>(p)->handler_.on_body({at, len});
   return 0;
 }
 
 int Http1ResponseParser::on_message_complete(llhttp_t* p) {
-  auto* s = self(p);
+  auto* s = self<Http1ResponseParser>(p);
   s->in_message_ = false;
   // A 101 ends in the tunnel, an interim answer in the final one.
   if (s->response_.upgrade || s->response_.informational()) return 0;
@@ -150,7 +120,7 @@ Http1ResponseParser::Result Http1ResponseParser::result(llhttp_errno_t err, cons
     case HPE_PAUSED_UPGRADE:
       return {Status::upgraded, consumed, nullptr};
     default:
-      return {Status::error, consumed, error_reason_ ? error_reason_ : llhttp_get_error_reason(&parser_)};
+      return {Status::error, consumed, reason()};
   }
 }
 
@@ -166,11 +136,11 @@ Http1ResponseParser::Result Http1ResponseParser::finish() {
   // take it to the state between messages.
   static constexpr char kNothing = 0;
   llhttp_errno_t err = llhttp_execute(&parser_, &kNothing, 0);
-  if (err != HPE_OK) return {Status::error, 0, error_reason_ ? error_reason_ : llhttp_get_error_reason(&parser_)};
+  if (err != HPE_OK) return {Status::error, 0, reason()};
   err = llhttp_finish(&parser_);
   if (err == HPE_OK || err == HPE_PAUSED) return {Status::ok, 0, nullptr};
   if (err == HPE_INVALID_EOF_STATE) return {Status::error, 0, "the member closed the connection mid-response"};
-  return {Status::error, 0, error_reason_ ? error_reason_ : llhttp_get_error_reason(&parser_)};
+  return {Status::error, 0, reason()};
 }
 
 }  // namespace sidemux::parsers

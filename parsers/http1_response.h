@@ -4,8 +4,6 @@
 // streams through in bounded memory.
 #pragma once
 
-#include <llhttp.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -13,6 +11,7 @@
 #include <string_view>
 
 #include "parsers/http1_headers.h"
+#include "parsers/http1_llhttp.h"
 
 namespace sidemux::parsers {
 
@@ -42,7 +41,7 @@ struct Http1Response {
   void clear();
 };
 
-class Http1ResponseParser {
+class Http1ResponseParser : public Http1Llhttp {
  public:
   using Limits = Http1HeadLimits;  // per head, and again per trailer section
 
@@ -62,8 +61,6 @@ class Http1ResponseParser {
   };
 
   Http1ResponseParser(const Limits& limits, Handler& handler);
-  Http1ResponseParser(const Http1ResponseParser&) = delete;
-  Http1ResponseParser& operator=(const Http1ResponseParser&) = delete;
 
   // The request that the next response answers was HEAD: its response has
   // no body whatever its headers announce. Set before feeding that
@@ -93,25 +90,17 @@ class Http1ResponseParser {
  private:
   static int on_message_begin(llhttp_t* p);
   static int on_status(llhttp_t* p, const char* at, size_t len);
-  static int on_header_field(llhttp_t* p, const char* at, size_t len);
-  static int on_header_field_complete(llhttp_t* p);
-  static int on_header_value(llhttp_t* p, const char* at, size_t len);
   static int on_headers_complete(llhttp_t* p);
   static int on_body(llhttp_t* p, const char* at, size_t len);
   static int on_message_complete(llhttp_t* p);
 
-  int fail(const char* reason);
   Result result(llhttp_errno_t err, const char* data, size_t len);
 
   Handler& handler_;
-  llhttp_settings_t settings_;
-  llhttp_t parser_;
   Http1Response response_;
   Http1Headers trailers_;
-  Http1HeadCollector head_;
   bool head_request_ = false;
   bool in_message_ = false;
-  const char* error_reason_ = nullptr;
 };
 
 }  // namespace sidemux::parsers

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "proxy/core/metric_names.h"
 #include "proxy/listener.h"
 
@@ -21,6 +23,18 @@ bool same_listeners(const conf::Config& a, const conf::Config& b) {
       return false;
   }
   return true;
+}
+// What reload.watch watches: the config file and every certificate, key and
+// CA file it names, as written (relative paths resolve as the loaders do).
+std::vector<std::string> watched_paths(const conf::Config& cfg, const std::string& config_path) {
+  std::vector<std::string> paths{config_path};
+  for (const auto& l : cfg.listeners)
+    if (l.tls) paths.insert(paths.end(), {l.tls->cert_file, l.tls->key_file, l.tls->client_ca_file});
+  if (const auto& t = cfg.cluster.tls) paths.insert(paths.end(), {t->ca_file, t->cert_file, t->key_file});
+  std::erase(paths, std::string());
+  std::sort(paths.begin() + 1, paths.end());
+  paths.erase(std::unique(paths.begin() + 1, paths.end()), paths.end());
+  return paths;
 }
 }  // namespace
 
@@ -71,7 +85,7 @@ bool Server::start(std::string& error) {
   uv_signal_start(&sigint_, on_stop, SIGINT);
 
   tls_ = core::TlsContexts::build(*config_, error);
-  if (!tls_) return false;
+  if (!tls_ || !rewatch(error)) return false;
   unsigned n = config_->workers;
   // Every worker gets its own socket per listener (SO_REUSEPORT). A port of 0
   // is resolved by the first bind, and the other workers bind that port.
@@ -150,6 +164,29 @@ void Server::reload() {
   registry_.counter(metrics::kConfigReloads, {"success"}).inc();
   registry_.gauge(metrics::kConfigGeneration).set(static_cast<int64_t>(config_->generation));
   log_.info("config reloaded", {{"generation", config_->generation}});
+  // The new generation may name other files. A watch that cannot follow
+  // them keeps the old one; the reload itself stands.
+  if (!rewatch(error)) log_.error("reload.watch: keeping the previous watch", {{"error", error}});
+}
+
+bool Server::rewatch(std::string& error) {
+  if (!config_->reload.watch) {
+    watch_.reset();
+    return true;
+  }
+  std::vector<std::string> paths = watched_paths(*config_, config_path_);
+  if (watch_ && watch_->paths() == paths) return true;  // its baseline is current
+  // This may run inside the old watch's callback, which may drop it.
+  auto next = core::FileWatch::start(
+      &loop_, std::move(paths),
+      [this] {
+        log_.info("reload.watch: a watched file changed; reloading");
+        reload();
+      },
+      error);
+  if (!next) return false;
+  watch_ = std::move(next);
+  return true;
 }
 
 void Server::drain() {
@@ -157,6 +194,7 @@ void Server::drain() {
   draining_ = true;
   log_.info("draining", {{"drain_timeout_ms", static_cast<int64_t>(config_->limits.drain_timeout.count())}});
   uv_signal_stop(&sighup_);
+  watch_.reset();
   for (auto& w : workers_) w->drain([this] {
     drained_.fetch_add(1);
     uv_async_send(&worker_drained_);
@@ -169,6 +207,7 @@ void Server::on_worker_drained() {
 }
 
 void Server::close_handles() {
+  watch_.reset();
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&sighup_), reinterpret_cast<uv_handle_t*>(&sigterm_),
                          reinterpret_cast<uv_handle_t*>(&sigint_), reinterpret_cast<uv_handle_t*>(&worker_drained_)})
     uv_close(h, nullptr);

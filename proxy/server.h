@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "conf/config.h"
+#include "proxy/core/file_watch.h"
 #include "proxy/core/log.h"
 #include "proxy/core/metrics.h"
 #include "proxy/core/tls_context.h"
@@ -31,6 +32,9 @@ class Server {
  private:
   bool start(std::string& error);
   void reload();
+  // reload.watch: (re)starts the watch on the files the running config
+  // names, or stops it. False, with `error` set, if a directory cannot be watched.
+  bool rewatch(std::string& error);
   void drain();
   void on_worker_drained();
   void close_handles();  // the main loop's: it ends once they are closed
@@ -45,6 +49,7 @@ class Server {
   uv_signal_t sigterm_;
   uv_signal_t sigint_;
   uv_async_t worker_drained_;
+  core::FileWatch::Ptr watch_;  // reload.watch; on loop_
   std::atomic<unsigned> drained_{0};
   bool draining_ = false;
 

@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <uv.h>
 
+#include <csignal>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -32,13 +34,36 @@ inline std::shared_ptr<const core::TlsContexts> tls_contexts(const std::shared_p
   return tls;
 }
 
+// Runs `loop` until `done` holds, waiting for events in between; false if
+// it still does not after `timeout_ms` (a guard timer wakes the loop).
+inline bool run_loop_until(uv_loop_t* loop, const std::function<bool()>& done, uint64_t timeout_ms = 5000) {
+  bool expired = false;
+  uv_timer_t guard;
+  uv_timer_init(loop, &guard);
+  guard.data = &expired;
+  uv_timer_start(&guard, [](uv_timer_t* t) { *static_cast<bool*>(t->data) = true; }, timeout_ms, 0);
+  while (!done() && !expired) uv_run(loop, UV_RUN_ONCE);
+  uv_close(reinterpret_cast<uv_handle_t*>(&guard), nullptr);
+  uv_run(loop, UV_RUN_NOWAIT);  // the guard's close, before it leaves the stack
+  return done();
+}
+
+// As main() does: writing to a peer that went away must not end the process.
+inline void ignore_sigpipe() { std::signal(SIGPIPE, SIG_IGN); }
+
 class TestContext {
  public:
   explicit TestContext(const std::string& yaml)
-      : config(load_config(yaml)), context(loop.get(), 0, log, registry, config, tls_contexts(config)) {}
+      : config(load_config(yaml)), context(loop.get(), 0, log, registry, config, tls_contexts(config)) {
+    ignore_sigpipe();
+  }
   ~TestContext() { finish(); }
   TestContext(const TestContext&) = delete;
   TestContext& operator=(const TestContext&) = delete;
+
+  bool run_until(const std::function<bool()>& done, uint64_t timeout_ms = 5000) {
+    return run_loop_until(loop.get(), done, timeout_ms);
+  }
 
   void finish() {
     if (finished_) return;

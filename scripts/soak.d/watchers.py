@@ -1,0 +1,232 @@
+"""Long etcd Watches through sidemux that resume as etcd clients do.
+
+Each watcher watches every key under load.PREFIX from a start revision. When
+its stream breaks (member killed, reload drain ended, ...) it records the break
+in the ledger and opens a new Watch with start_revision = last revision seen + 1,
+so no event may be missing or repeated: received events must be exactly etcd's
+history of the prefix from the start revision, in revision order.
+
+A watcher that has not seen a revision acknowledged more than STALL_S ago is
+stalled: the watchdog cuts its stream (recorded as STALL) and it resumes.
+
+GrpcWatcher uses the gRPC Watch stream. GatewayWatcher uses etcd's HTTP/1
+grpc-gateway (POST /v3/watch, newline-delimited JSON) and runs only when
+gateway_forwarded() finds that sidemux forwards /v3/ (cluster.http1_forward).
+"""
+
+import base64
+import http.client
+import json
+import queue
+import socket
+import threading
+import time
+
+import grpc
+
+from load import PREFIX, code_of, details_of
+from stubs import insecure_channel
+
+STALL_S = 15.0
+PREFIX_END = PREFIX[:-1] + bytes([PREFIX[-1] + 1])
+
+
+class Watcher(threading.Thread):
+    kind = "watch"
+
+    def __init__(self, name, ledger, stop, port, start_rev):
+        super().__init__(name=name, daemon=True)
+        self.ledger = ledger
+        self.stop_event = stop
+        self.port = port
+        self.start_rev = start_rev
+        self.events = []  # (revision, key) in arrival order
+        self.last_rev = start_rev - 1
+        self.out_of_order = 0
+        self.streams = 0
+        self.stalled = False
+        self.crashed = None
+
+    def run(self):
+        try:
+            while not self.stop_event.is_set():
+                self.streams += 1
+                self.stalled = False
+                t0 = time.monotonic()
+                try:
+                    self.stream_once(self.last_rev + 1)
+                    if not self.stop_event.is_set():
+                        self.ledger.failed(self.kind, "etcd", t0, "STALL" if self.stalled else "ENDED",
+                                           "watch stream ended without error")
+                except Exception as e:  # noqa: BLE001 (a break of any kind is recorded, then resumed)
+                    if self.stop_event.is_set() and not self.stalled:
+                        self.ledger.ok(self.kind)  # cut at the end of the run
+                        break
+                    code = "STALL" if self.stalled else code_of(e)
+                    self.ledger.failed(self.kind, "etcd", t0, code, details_of(e))
+                    self.stop_event.wait(0.1)  # a resume loop against a dead port stays bounded
+                else:
+                    if self.stop_event.is_set():
+                        self.ledger.ok(self.kind)
+        except Exception as e:  # noqa: BLE001
+            self.crashed = repr(e)
+
+    def on_event(self, rev, key):
+        if rev <= self.last_rev:
+            self.out_of_order += 1
+        else:
+            self.last_rev = rev
+        self.events.append((rev, key))
+
+    def cut(self, stalled):
+        """Called from another thread: end the current stream (stall or end of run)."""
+        self.stalled = stalled
+        self.interrupt()
+
+
+class GrpcWatcher(Watcher):
+    def __init__(self, name, ledger, stop, port, start_rev, stubs):
+        super().__init__(name, ledger, stop, port, start_rev)
+        self.stubs = stubs
+        self.channel = insecure_channel(port)
+        self.stub = stubs.etcd_grpc.WatchStub(self.channel)
+        self.call = None
+
+    def stream_once(self, start_revision):
+        pb2 = self.stubs.etcd_pb2
+        done = queue.Queue()
+
+        def requests():
+            yield pb2.WatchRequest(create_request=pb2.WatchCreateRequest(
+                key=PREFIX, range_end=PREFIX_END, start_revision=start_revision))
+            done.get()  # keep the request side open until this stream is over
+
+        # No deadline: a watch lives for the run; the watchdog bounds its silences.
+        self.call = self.stub.Watch(requests())
+        try:
+            if self.stop_event.is_set():
+                self.call.cancel()
+            for resp in self.call:
+                if resp.canceled:
+                    raise RuntimeError(f"watch canceled by etcd: {resp.cancel_reason!r} "
+                                       f"(compact_revision {resp.compact_revision})")
+                for ev in resp.events:
+                    self.on_event(ev.kv.mod_revision, ev.kv.key)
+        finally:
+            done.put(None)
+
+    def interrupt(self):
+        call = self.call
+        if call is not None:
+            call.cancel()
+
+    def close(self):
+        self.channel.close()
+
+
+class GatewayWatcher(Watcher):
+    kind = "gateway_watch"
+
+    def __init__(self, name, ledger, stop, port, start_rev):
+        super().__init__(name, ledger, stop, port, start_rev)
+        self.conn = None
+
+    def stream_once(self, start_revision):
+        body = json.dumps({"create_request": {
+            "key": base64.b64encode(PREFIX).decode(), "range_end": base64.b64encode(PREFIX_END).decode(),
+            "start_revision": str(start_revision)}})
+        # The timeout is a last bound only: the watchdog cuts silent streams much earlier.
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=4 * STALL_S)
+        self.conn = conn
+        try:
+            if self.stop_event.is_set():
+                return
+            conn.request("POST", "/v3/watch", body=body, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise RuntimeError(f"/v3/watch answered {resp.status}: {resp.read(300)!r}")
+            while True:
+                line = resp.readline()
+                if not line:
+                    return
+                if not line.strip():
+                    continue
+                result = json.loads(line).get("result", {})
+                if result.get("canceled"):
+                    raise RuntimeError(f"gateway watch canceled: {result}")
+                for ev in result.get("events", []):
+                    kv = ev.get("kv", {})
+                    self.on_event(int(kv.get("mod_revision", 0)), base64.b64decode(kv.get("key", "")))
+        finally:
+            conn.close()
+
+    def interrupt(self):
+        conn = self.conn
+        if conn is not None and conn.sock is not None:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        pass
+
+
+def gateway_forwarded(port):
+    """(True, "") when sidemux forwards etcd's gateway (/v3/kv/range answers with a header), else (False, why)."""
+    body = json.dumps({"key": base64.b64encode(PREFIX).decode(), "count_only": True})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("POST", "/v3/kv/range", body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read(4096)
+    except (OSError, http.client.HTTPException) as e:
+        return False, f"POST /v3/kv/range failed: {e!r}"
+    finally:
+        conn.close()
+    if resp.status == 200:
+        try:
+            if "header" in json.loads(data):
+                return True, ""
+        except ValueError:
+            pass
+    return False, f"POST /v3/kv/range answered {resp.status} {data[:120]!r}"
+
+
+class Watchdog(threading.Thread):
+    """Cuts the stream of a watcher that missed a revision acknowledged STALL_S ago."""
+
+    def __init__(self, watchers, puts, stop):
+        super().__init__(name="watchdog", daemon=True)
+        self.watchers = watchers
+        self.puts = puts
+        self.stop_event = stop
+
+    def run(self):
+        while not self.stop_event.wait(1.0):
+            due = self.puts.acked_before(time.monotonic() - STALL_S)
+            for w in self.watchers:
+                if due and w.last_rev < due and not w.stalled:
+                    w.cut(stalled=True)
+
+
+class History:
+    """etcd's own record of the prefix, read from a member directly (not through sidemux).
+
+    Every put uses a fresh key and nothing is deleted or compacted, so the keys'
+    create and mod revisions are the prefix's event history: events, [(revision, key)]
+    sorted. A key with version > 1 was written more than once, by one Put executed
+    twice: rewritten, [(key, create_revision, mod_revision, version)]. (Past version 2
+    the writes in between are unknown here; none has been seen.)"""
+
+    def __init__(self, stubs, endpoint, timeout=30.0):
+        ch = grpc.insecure_channel(endpoint, options=[("grpc.max_receive_message_length", 256 << 20)])
+        try:
+            r = stubs.etcd_grpc.KVStub(ch).Range(
+                stubs.etcd_pb2.RangeRequest(key=PREFIX, range_end=PREFIX_END), timeout=timeout)
+        finally:
+            ch.close()
+        self.revision = r.header.revision
+        self.events = sorted({(rev, kv.key) for kv in r.kvs for rev in (kv.create_revision, kv.mod_revision)})
+        self.rewritten = [(kv.key, kv.create_revision, kv.mod_revision, kv.version) for kv in r.kvs
+                          if kv.version > 1]

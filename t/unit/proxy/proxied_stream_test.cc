@@ -1,0 +1,76 @@
+#include "proxy/proxied_stream.h"
+
+#include <gtest/gtest.h>
+
+#include "t/unit/support/test_proxy.h"
+
+namespace sidemux {
+namespace {
+
+using unit::TestMember;
+using unit::TestProxy;
+
+core::HeaderList grpc_call(std::string timeout = "") {
+  core::HeaderList fields = unit::grpc_request();
+  if (!timeout.empty()) fields.push_back({"grpc-timeout", timeout});
+  return fields;
+}
+
+TEST(ProxiedStream, TrailersOnlyAnswerReachesTheClient) {
+  TestProxy p;
+  auto& client = p.h2_client();
+  client.request(grpc_call(), std::string(5, '\0'));
+  ASSERT_TRUE(p.run_until([&] { return client.closed; }));
+  EXPECT_EQ(client.close_code, uint32_t{NGHTTP2_NO_ERROR});
+  EXPECT_EQ(client.header(":status"), "200");
+  EXPECT_EQ(client.header("grpc-status"), "0");
+  EXPECT_EQ(p.member.requests, 1);
+  EXPECT_EQ(p.member.request_bytes, 5u);
+}
+
+TEST(ProxiedStream, RequestLargerThanTheWindowsFlowsThrough) {
+  TestProxy p;
+  auto& client = p.h2_client();
+  // Four stream windows: it only arrives whole if each side's window is
+  // given back as the other side takes the bytes.
+  const std::string body(1024 * 1024, 'b');
+  client.request(grpc_call(), body);
+  ASSERT_TRUE(p.run_until([&] { return client.closed; }));
+  EXPECT_EQ(p.member.request_bytes, body.size());
+  EXPECT_EQ(client.header("grpc-status"), "0");
+}
+
+TEST(ProxiedStream, DeadlineEndsTheStreamWithDeadlineExceeded) {
+  TestProxy p;
+  p.member.answer = TestMember::Answer::nothing;
+  auto& client = p.h2_client();
+  client.request(grpc_call("30m"));
+  ASSERT_TRUE(p.run_until([&] { return client.closed; }));
+  EXPECT_EQ(client.header("grpc-status"), "4");
+  EXPECT_EQ(client.header("grpc-message"), "deadline exceeded (grpc-timeout)");
+}
+
+TEST(ProxiedStream, RefusedByTheOnlyMemberIsUnavailable) {
+  TestProxy p;
+  p.member.answer = TestMember::Answer::reset;
+  p.member.reset_code = NGHTTP2_REFUSED_STREAM;
+  auto& client = p.h2_client();
+  client.request(grpc_call());
+  ASSERT_TRUE(p.run_until([&] { return client.closed; }));
+  // Retried, but the member was tried already: no other to go to.
+  EXPECT_EQ(client.header("grpc-status"), "14");
+  EXPECT_EQ(p.member.requests, 1);
+}
+
+TEST(ProxiedStream, MemberResetIsPassedToTheClient) {
+  TestProxy p;
+  p.member.answer = TestMember::Answer::reset;
+  p.member.reset_code = NGHTTP2_ENHANCE_YOUR_CALM;
+  auto& client = p.h2_client();
+  client.request(grpc_call());
+  ASSERT_TRUE(p.run_until([&] { return client.closed; }));
+  EXPECT_EQ(client.close_code, uint32_t{NGHTTP2_ENHANCE_YOUR_CALM});
+}
+
+}  // namespace
+}  // namespace sidemux
