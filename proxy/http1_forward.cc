@@ -3,6 +3,7 @@
 #include <uv.h>
 
 #include <cmath>
+#include <utility>
 
 #include "proxy/client_connection.h"
 #include "proxy/core/address.h"
@@ -11,7 +12,7 @@
 #include "proxy/http1_session.h"
 #include "proxy/local_handlers.h"
 #include "proxy/worker.h"
-#include "upstream/member.h"
+#include "upstream/etcd_routes.h"
 
 namespace sidemux {
 
@@ -47,6 +48,8 @@ bool forwarded_path(const conf::Config& config, std::string_view target) {
 ForwardedRequest::ForwardedRequest(Http1Session& session, ClientConnection& conn, const parsers::Http1Request& req)
     : session_(session), conn_(conn), config_(conn.worker().config()), request_(req) {
   build_forward_request_head(request_, client_ip(conn.peer()), request_head_);
+  if (config_->cluster.kind == conf::ClusterKind::etcd && upstream::is_leader_route(request_.target))
+    route_ = upstream::Route::leader;
 }
 
 ForwardedRequest::~ForwardedRequest() {
@@ -54,8 +57,14 @@ ForwardedRequest::~ForwardedRequest() {
   // be reused in the middle of an exchange.
   if (up_) {
     up_->detach();
-    member_->stream_ended();
+    release_upstream();
   }
+}
+
+void ForwardedRequest::release_upstream() {
+  up_ = nullptr;
+  member_->unwatch(*this);
+  member_->stream_ended();
 }
 
 void ForwardedRequest::start() { attempt(""); }
@@ -65,15 +74,14 @@ void ForwardedRequest::attempt(std::string_view last_failure) {
   uint32_t max_attempts = 1 + config_->cluster.retry.attempts;
   std::string failure(last_failure);
   while (attempts_ < max_attempts) {
-    // Leader routing (etcd) plugs in here: a gateway write path picks the
-    // leader while it is eligible, as a stream does.
-    std::shared_ptr<upstream::Member> m = cluster.pick(tried_members_);
+    std::shared_ptr<upstream::Member> m = cluster.pick(tried_members_, route_);
     if (!m) break;
     ++attempts_;
     member_ = m;
     if (upstream::Http1Connection* c = m->http1_pool().acquire()) {
       up_ = c;
       m->stream_started();
+      m->watch(*this);
       c->start(*this, request_.method == "HEAD");
       flush_request();
       return;
@@ -189,17 +197,23 @@ void ForwardedRequest::on_client_writable() {
 }
 
 void ForwardedRequest::on_upstream_end() {
-  up_ = nullptr;
-  member_->stream_ended();
+  release_upstream();
   if (framing_ == ClientFraming::chunked) conn_.transport().write(kLastChunk);
   // A request whose body is still coming cannot leave the connection in a
   // state the next request could start from.
   finish(close_after_ || framing_ == ClientFraming::until_close || !request_ended_);
 }
 
-void ForwardedRequest::on_upstream_close(Close kind, std::string_view reason) {
-  up_ = nullptr;
+void ForwardedRequest::on_member_lost(std::string_view reason) {
+  // Already unwatched by the member; the connection goes without a callback.
+  conn_.worker().log().debug("forwarded request ended", {{"member", member_->name()}, {"reason", reason}});
+  if (upstream::Http1Connection* c = std::exchange(up_, nullptr)) c->detach();
   member_->stream_ended();
+  if (!finished_) finish(true);
+}
+
+void ForwardedRequest::on_upstream_close(Close kind, std::string_view reason) {
+  release_upstream();
   if (finished_) return;
   std::string why = member_->name() + ": " + std::string(reason);
   switch (kind) {

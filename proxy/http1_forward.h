@@ -23,13 +23,11 @@
 #include "parsers/http1.h"
 #include "proxy/core/byte_queue.h"
 #include "proxy/http1_forward_head.h"
+#include "upstream/cluster.h"
 #include "upstream/http1_connection.h"
+#include "upstream/member.h"
 
 namespace sidemux {
-
-namespace upstream {
-class Member;
-}
 
 class ClientConnection;
 class Http1Session;
@@ -37,7 +35,7 @@ class Http1Session;
 // Whether cluster.http1_forward sends this request target to a member.
 bool forwarded_path(const conf::Config& config, std::string_view target);
 
-class ForwardedRequest final : public upstream::Http1Exchange {
+class ForwardedRequest final : public upstream::Http1Exchange, public upstream::MemberWatcher {
  public:
   ForwardedRequest(Http1Session& session, ClientConnection& conn, const parsers::Http1Request& req);
   ~ForwardedRequest();
@@ -70,10 +68,15 @@ class ForwardedRequest final : public upstream::Http1Exchange {
   void on_upstream_end() override;
   void on_upstream_tunnel(const char* data, size_t len) override;
   void on_upstream_close(Close kind, std::string_view reason) override;
+  // upstream::MemberWatcher: the member was marked down for a reason its
+  // open requests share (etcd: no leader); the client connection closes.
+  void on_member_lost(std::string_view reason) override;
 
  private:
   void attempt(std::string_view last_failure);
   void flush_request();
+  // The member connection let go of this request (or it of the connection).
+  void release_upstream();
   void respond_error(int status, std::string_view message);
   void finish(bool close_client);
 
@@ -89,6 +92,7 @@ class ForwardedRequest final : public upstream::Http1Exchange {
 
   std::shared_ptr<upstream::Member> member_;
   upstream::Http1Connection* up_ = nullptr;
+  upstream::Route route_ = upstream::Route::balanced;  // etcd: writes go to the leader
   uint64_t tried_members_ = 0;
   uint32_t attempts_ = 0;
 

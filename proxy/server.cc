@@ -44,6 +44,8 @@ Server::Server(std::string config_path, core::Logger& log) : config_path_(std::m
 
 Server::~Server() {
   workers_.clear();
+  checker_.reset();
+  checker_context_.reset();
   uv_loop_close(&loop_);
 }
 
@@ -78,7 +80,11 @@ bool Server::start(std::string& error) {
   uv_async_init(&loop_, &worker_drained_, [](uv_async_t* a) {
     self(reinterpret_cast<uv_handle_t*>(a))->on_worker_drained();
   });
-  sighup_.data = sigterm_.data = sigint_.data = worker_drained_.data = this;
+  uv_async_init(&loop_, &status_round_, [](uv_async_t* a) {
+    Server* s = self(reinterpret_cast<uv_handle_t*>(a));
+    if (s->checker_) s->checker_->check_now();
+  });
+  sighup_.data = sigterm_.data = sigint_.data = worker_drained_.data = status_round_.data = this;
   uv_signal_start(&sighup_, [](uv_signal_t* s, int) { self(reinterpret_cast<uv_handle_t*>(s))->reload(); }, SIGHUP);
   auto on_stop = [](uv_signal_t* s, int) { self(reinterpret_cast<uv_handle_t*>(s))->drain(); };
   uv_signal_start(&sigterm_, on_stop, SIGTERM);
@@ -124,6 +130,17 @@ bool Server::start(std::string& error) {
     workers_.push_back(
         std::make_unique<Worker>(i, *process_, *worker_registries_[i], config_, tls_, std::move(fds[i])));
 
+  // The checker reaches the workers through their mailboxes, and they reach
+  // it through status_round_; both outlive every call (close_handles).
+  process_->health.set_broadcast([this](upstream::HealthBoard::ClusterJob job) {
+    for (auto& w : workers_) w->post([job](Worker& worker) { job(worker.cluster()); });
+  });
+  process_->health.set_round_request([this] { uv_async_send(&status_round_); });
+  checker_context_ = std::make_unique<core::LoopContext>(&loop_, n, log_, registry_, config_, tls_);
+  checker_context_->scheduler().start();
+  checker_ = std::make_unique<upstream::Cluster>(*checker_context_, config_->cluster, process_->health, true);
+  checker_->start();
+
   for (auto& w : workers_) w->start();
   log_.info("started", {{"workers", n}, {"config", config_path_}, {"generation", config_->generation}});
   return true;
@@ -160,6 +177,8 @@ void Server::reload() {
   config_ = std::move(next);
   tls_ = std::move(tls);
   log_.configure(config_->log);
+  checker_context_->set_config(config_, tls_);
+  checker_->apply(config_->cluster);
   for (auto& w : workers_) w->set_config(config_, tls_);
   registry_.counter(metrics::kConfigReloads, {"success"}).inc();
   registry_.gauge(metrics::kConfigGeneration).set(static_cast<int64_t>(config_->generation));
@@ -208,8 +227,13 @@ void Server::on_worker_drained() {
 
 void Server::close_handles() {
   watch_.reset();
+  if (checker_) {
+    checker_->shutdown();
+    checker_context_->scheduler().close();
+  }
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&sighup_), reinterpret_cast<uv_handle_t*>(&sigterm_),
-                         reinterpret_cast<uv_handle_t*>(&sigint_), reinterpret_cast<uv_handle_t*>(&worker_drained_)})
+                         reinterpret_cast<uv_handle_t*>(&sigint_), reinterpret_cast<uv_handle_t*>(&worker_drained_),
+                         reinterpret_cast<uv_handle_t*>(&status_round_)})
     uv_close(h, nullptr);
 }
 

@@ -29,7 +29,7 @@ Worker::Worker(unsigned index, ProcessState& process, metrics::Registry& registr
   uv_loop_init(&loop_);
   context_ = std::make_unique<core::LoopContext>(&loop_, index, process.log, registry, std::move(config),
                                                  std::move(tls));
-  cluster_ = std::make_unique<upstream::Cluster>(*context_, context_->config()->cluster);
+  cluster_ = std::make_unique<upstream::Cluster>(*context_, context_->config()->cluster, process.health, false);
   uv_async_init(&loop_, &async_, [](uv_async_t* a) { self(reinterpret_cast<uv_handle_t*>(a))->on_async(); });
   uv_timer_init(&loop_, &drain_timer_);
   async_.data = drain_timer_.data = this;
@@ -74,10 +74,11 @@ void Worker::run() {
 }
 
 void Worker::post(std::function<void(Worker&)> fn) {
-  {
-    std::lock_guard lock(mailbox_mu_);
-    mailbox_.push_back(std::move(fn));
-  }
+  // uv_async_send under the lock: close_handles() closes async_ only after
+  // taking it, so a send never races the close.
+  std::lock_guard lock(mailbox_mu_);
+  if (mailbox_closed_) return;
+  mailbox_.push_back(std::move(fn));
   uv_async_send(&async_);
 }
 
@@ -157,6 +158,10 @@ void Worker::finish_drain_if_empty() {
 void Worker::close_handles() {
   // Member connections go last: client streams on them are gone by now.
   cluster_->shutdown();
+  {
+    std::lock_guard lock(mailbox_mu_);
+    mailbox_closed_ = true;
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   context_->scheduler().close();
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);

@@ -33,6 +33,8 @@ struct ProcessState {
   std::atomic<uint32_t> connections{0};               // open client connections, for max_connections
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   unsigned workers = 1;
+  // Members' health, written by the one checker (Server), read by every worker.
+  upstream::HealthBoard health;
 };
 
 class Worker {
@@ -48,7 +50,8 @@ class Worker {
   void start();  // runs the loop on a new thread
   void join();
 
-  // Thread-safe: runs fn on the worker's thread.
+  // Thread-safe: runs fn on the worker's thread; dropped once the worker
+  // closed its handles (the health checker may still post then).
   void post(std::function<void(Worker&)> fn);
   // Thread-safe: stop accepting, drain connections up to drain_timeout, end
   // the loop. `done` runs on the worker thread as its last act.
@@ -103,6 +106,7 @@ class Worker {
 
   std::mutex mailbox_mu_;
   std::vector<std::function<void(Worker&)>> mailbox_;
+  bool mailbox_closed_ = false;  // async_ is closing: post() drops jobs
 
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<ClientConnection>> connections_;

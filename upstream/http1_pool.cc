@@ -38,21 +38,6 @@ void Http1Pool::on_closed(Http1Connection& c) {
   if (it != connections_.end()) connections_.erase(it);
 }
 
-void Http1Pool::close_all(std::string_view reason, Http1Exchange::Close kind) {
-  // close() edits idle_, never connections_ (freed from close callbacks).
-  std::vector<Http1Connection*> all;
-  for (auto& c : connections_) all.push_back(c.get());
-  for (Http1Connection* c : all) c->close(reason, false, kind);
-}
-
-void Http1Pool::end_requests(std::string_view reason) {
-  std::vector<Http1Connection*> all;
-  for (auto& c : connections_)
-    if (c->state() == Http1Connection::State::active || c->state() == Http1Connection::State::tunnel)
-      all.push_back(c.get());
-  for (Http1Connection* c : all) c->close(reason, false, Http1Exchange::Close::ended);
-}
-
 void Http1Pool::drain() {
   shut_down_ = true;
   std::vector<Http1Connection*> idle = idle_;
@@ -61,7 +46,10 @@ void Http1Pool::drain() {
 
 void Http1Pool::shutdown() {
   shut_down_ = true;
-  close_all("sidemux is shutting down", Http1Exchange::Close::ended);
+  // close() edits idle_, never connections_ (freed from close callbacks).
+  std::vector<Http1Connection*> all;
+  for (auto& c : connections_) all.push_back(c.get());
+  for (Http1Connection* c : all) c->close("sidemux is shutting down", false, Http1Exchange::Close::ended);
 }
 
 }  // namespace sidemux::upstream

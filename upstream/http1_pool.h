@@ -29,10 +29,6 @@ class Http1Pool {
   // A connection for a new request, nullptr once shut down or when the
   // connect failed at once. The caller starts the exchange on it.
   Http1Connection* acquire();
-  // End every forwarded request now (their clients' connections close):
-  // the member was marked down (etcd: no leader) and clients should come
-  // back through a member that can serve them.
-  void end_requests(std::string_view reason);
   // No new requests; idle connections close, busy ones after their response.
   void drain();
   void shutdown();  // close everything
@@ -44,8 +40,6 @@ class Http1Pool {
   void on_closed(Http1Connection& c);  // last handle closed: free it
 
  private:
-  void close_all(std::string_view reason, Http1Exchange::Close kind);
-
   core::LoopContext& context_;
   Member& member_;
   std::vector<std::unique_ptr<Http1Connection>> connections_;  // every state
