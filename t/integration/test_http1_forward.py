@@ -532,3 +532,21 @@ def test_chunked_request_paused_and_resumed_arrives_whole(tmp_path, members):
         assert (seen["body_len"], seen["body_sum"]) == (len(body), sum(body) % 65521)
     finally:
         proc.kill_if_running()
+
+
+def test_gateway_writes_go_to_the_leader(sm, cluster):
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        m = sm.metrics()
+        leaders = [n for n in cluster.names if m.sum("sidemux_etcd_leader", member=n) >= 1]
+        if len(leaders) == 1:
+            break
+        assert time.monotonic() < deadline, f"no single leader in sidemux_etcd_leader: {leaders}"
+        time.sleep(0.1)
+    for i in range(6):
+        post_ok(sm, "/v3/kv/put", {"key": b64(f"lead/{i}"), "value": b64("x")})
+    post_ok(sm, "/v3/kv/range", {"key": b64("lead/0")})
+    puts = [e for e in sm.log_lines() if e.get("msg") == "access" and e.get("proto") == "http1"
+            and e.get("path") == "/v3/kv/put"]
+    assert len(puts) >= 6
+    assert {e["member"] for e in puts[-6:]} == set(leaders), puts[-6:]
