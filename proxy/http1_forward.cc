@@ -59,6 +59,7 @@ ForwardedRequest::~ForwardedRequest() {
     up_->detach();
     release_upstream();
   }
+  if (!finished_) account();  // the client left before the answer ended
 }
 
 void ForwardedRequest::release_upstream() {
@@ -249,6 +250,11 @@ void ForwardedRequest::finish(bool close_client) {
   // An upgrade the member declined leaves the client speaking the new
   // protocol, or waiting to: the connection cannot carry another request.
   close_client_ = close_client || request_.upgrade;
+  account();
+  session_.on_forward_done();
+}
+
+void ForwardedRequest::account() {
   Worker& w = conn_.worker();
   std::string_view member = member_ ? std::string_view(member_->name()) : std::string_view("none");
   if (member_) {
@@ -267,7 +273,6 @@ void ForwardedRequest::finish(bool close_client) {
                             {"bytes_in", bytes_in_},
                             {"bytes_out", bytes_out_}});
   }
-  session_.on_forward_done();
 }
 
 }  // namespace sidemux

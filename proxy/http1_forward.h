@@ -58,6 +58,7 @@ class ForwardedRequest final : public upstream::Http1Exchange, public upstream::
   // The answer is complete (or failed): the session reaps this, then closes
   // the client connection if `close_client()`, else parses the next request.
   bool finished() const { return finished_; }
+  bool request_complete() const { return request_ended_; }
   bool close_client() const { return close_client_; }
 
   // upstream::Http1Exchange
@@ -79,6 +80,8 @@ class ForwardedRequest final : public upstream::Http1Exchange, public upstream::
   void release_upstream();
   void respond_error(int status, std::string_view message);
   void finish(bool close_client);
+  // The access line and sidemux_upstream_http_requests_total, once.
+  void account();
 
   Http1Session& session_;
   ClientConnection& conn_;

@@ -30,10 +30,22 @@ void Http1Session::on_read(const char* data, size_t len) {
   }
   if (paused_) {
     stash_.append(data, len);
+    if (stash_.size() >= stash_limit()) conn_.transport().pause_reading();
     return;
   }
   parse(data, len);
 }
+
+bool Http1Session::reading_wanted() const {
+  if (closing_) return false;
+  if (!paused_) return true;
+  // Behind a forwarded request whose answer is under way the client is
+  // still read, into a bounded stash: its EOF then ends the request (as
+  // nginx does), so an abandoned watch does not hold a member's stream.
+  return !upgrading_ && forward_ && forward_->request_complete() && stash_.size() < stash_limit();
+}
+
+size_t Http1Session::stash_limit() const { return conn_.worker().config()->limits.max_http1_request_bytes; }
 
 void Http1Session::parse(const char* data, size_t len) {
   auto r = parser_.feed(data, len);
@@ -51,7 +63,7 @@ void Http1Session::parse(const char* data, size_t len) {
       if (closing_) return;  // the request asked to close: the rest is dropped
       paused_ = true;
       stash_.assign(data + r.consumed, len - r.consumed);
-      conn_.transport().pause_reading();
+      if (!reading_wanted()) conn_.transport().pause_reading();
       break;
     case parsers::Http1Parser::Status::upgraded:
       // What follows is the client's side of the tunnel, held until the
@@ -75,7 +87,7 @@ void Http1Session::produce() {
   std::string pending = std::move(stash_);
   stash_.clear();
   parse(pending.data(), pending.size());
-  if (!paused_ && !closing_) conn_.transport().resume_reading();
+  if (reading_wanted()) conn_.transport().resume_reading();
 }
 
 bool Http1Session::produce_forward() {

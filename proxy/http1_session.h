@@ -46,6 +46,9 @@ class Http1Session : public Session {
   // The forwarded request's state decides whether parsing goes on.
   bool produce_forward();
   void close_after_flush();
+  // Pipelined bytes held while a request is being answered.
+  size_t stash_limit() const;
+  bool reading_wanted() const;
   void write_response(int status, const LocalResponse* resp, bool head, bool close);
   void fail(int status, const char* reason);
 

@@ -550,3 +550,17 @@ def test_gateway_writes_go_to_the_leader(sm, cluster):
             and e.get("path") == "/v3/kv/put"]
     assert len(puts) >= 6
     assert {e["member"] for e in puts[-6:]} == set(leaders), puts[-6:]
+
+
+def test_client_leaving_a_watch_ends_it(sm):
+    s = connect(sm.port, timeout=10)
+    create = json.dumps({"create_request": {"key": b64("gone/")}}).encode()
+    s.sendall(build_request("/v3/watch", "POST", {"Content-Type": "application/json", "X-Test": "leaving"}, create))
+    stream = ChunkStream(s)
+    assert stream.next_object(10)["result"].get("created") is True
+    port = s.getsockname()[1]
+    s.close()
+    # The member's watch is not left open behind a client that went away.
+    line = sm.wait_log(lambda e: e.get("msg") == "access" and e.get("path") == "/v3/watch"
+                       and e.get("client", "").endswith(f":{port}"), timeout=5)
+    assert line is not None, "no access line for the abandoned watch within 5 s"
