@@ -19,7 +19,8 @@ import time
 
 import pytest
 
-from conftest import HOST, ResponseReader, Sidemux, build_request, connect, http_request, sidemux_binary
+from conftest import (HOST, ResponseReader, Sidemux, build_request, connect, http_request, sanitizer_report,
+                      sidemux_binary)
 from etcd_cluster import start_cluster
 from h2_member import H2TestMember
 
@@ -43,6 +44,14 @@ def unb64(s):
 def cluster(tmp_path_factory):
     with start_cluster(tmp_path_factory) as c:
         yield c
+
+
+def stop_checked(proc):
+    """Stop a sidemux this file started; an ASan/LSan report in its stderr fails the test."""
+    if proc.proc is not None and proc.proc.poll() is None:
+        proc.stop()
+    report = sanitizer_report(proc.raw_lines())
+    assert not report, report
 
 
 def wait_members_up(sm, names, timeout=READY_TIMEOUT):
@@ -76,7 +85,7 @@ def sm(cluster, tmp_path_factory):
         wait_members_up(proc, cluster.names)
         yield proc
     finally:
-        proc.kill_if_running()
+        stop_checked(proc)
 
 
 def post(sm, path, obj, timeout=15.0):
@@ -270,7 +279,7 @@ def test_v3_is_404_with_kind_grpc(cluster, tmp_path):
                             json.dumps({"key": b64("a")}).encode())
         assert resp.status == 404, resp
     finally:
-        proc.kill_if_running()
+        stop_checked(proc)
 
 
 def test_no_reachable_member_is_json_503_fast(tmp_path):
@@ -297,7 +306,7 @@ def test_no_reachable_member_is_json_503_fast(tmp_path):
         assert body["code"] == 14 and body["error"], body
         assert elapsed < 3.0, f"503 took {elapsed:.2f}s"
     finally:
-        proc.kill_if_running()
+        stop_checked(proc)
 
 
 # --------------------------------------------------------------------------
@@ -466,7 +475,7 @@ def test_headers_rewritten_and_forwarded_for_appended(tmp_path, members):
         # Not a forwarded prefix: still sidemux's own 404.
         assert http_request(proc.port, "/other").status == 404
     finally:
-        proc.kill_if_running()
+        stop_checked(proc)
 
 
 def test_websocket_upgrade_tunnelled(tmp_path, members):
@@ -499,7 +508,7 @@ def test_websocket_upgrade_tunnelled(tmp_path, members):
         up = {k.lower(): v for k, v in heads[-1][1]}
         assert up.get("upgrade") == "websocket" and up.get("sec-websocket-key") == "dGhlIHNhbXBsZSBub25jZQ=="
     finally:
-        proc.kill_if_running()
+        stop_checked(proc)
 
 
 def test_connect_failure_retried_on_another_member(tmp_path, members):
@@ -513,7 +522,7 @@ def test_connect_failure_retried_on_another_member(tmp_path, members):
         m = proc.metrics()
         assert m.sum("sidemux_upstream_retries_total", member="p0", reason="connect_failure") >= 1
     finally:
-        proc.kill_if_running()
+        stop_checked(proc)
 
 
 def test_chunked_request_paused_and_resumed_arrives_whole(tmp_path, members):
@@ -531,7 +540,7 @@ def test_chunked_request_paused_and_resumed_arrives_whole(tmp_path, members):
         seen = resp.json()
         assert (seen["body_len"], seen["body_sum"]) == (len(body), sum(body) % 65521)
     finally:
-        proc.kill_if_running()
+        stop_checked(proc)
 
 
 def test_gateway_writes_go_to_the_leader(sm, cluster):
