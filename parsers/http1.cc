@@ -8,6 +8,8 @@ void Http1Request::clear() {
   method.clear();
   target.clear();
   headers.clear();
+  upgrade = chunked = false;
+  content_length = 0;
   body_bytes = 0;
 }
 
@@ -40,12 +42,18 @@ int Http1Parser::on_headers_complete(llhttp_t* p) {
   s->req_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
   s->req_.version_major = p->http_major;
   s->req_.version_minor = p->http_minor;
+  s->req_.keep_alive = llhttp_should_keep_alive(p) != 0;
+  s->req_.upgrade = p->upgrade != 0;
+  s->req_.chunked = (p->flags & F_CHUNKED) != 0;
+  s->req_.content_length = s->req_.chunked ? 0 : p->content_length;
+  s->streaming_ = s->on_head_ && s->on_head_(s->user_, s->req_);
   return 0;
 }
 
-int Http1Parser::on_body(llhttp_t* p, const char*, size_t len) {
+int Http1Parser::on_body(llhttp_t* p, const char* at, size_t len) {
   auto* s = self<Http1Parser>(p);
   s->req_.body_bytes += len;
+  if (s->streaming_) return s->on_body_(s->user_, at, len) ? 0 : HPE_PAUSED;
   if (s->req_.body_bytes > s->limits_.max_body_bytes) {
     s->body_too_large_ = true;
     return s->fail("request body too large");
@@ -57,6 +65,11 @@ int Http1Parser::on_message_complete(llhttp_t* p) {
   auto* s = self<Http1Parser>(p);
   s->req_.keep_alive = llhttp_should_keep_alive(p) != 0;
   s->in_message_ = false;
+  // An upgrade the head hook took ends in HPE_PAUSED_UPGRADE, never paused.
+  if (s->streaming_ && s->req_.upgrade) {
+    s->on_request_(s->user_, s->req_);
+    return 0;
+  }
   return s->on_request_(s->user_, s->req_) ? 0 : HPE_PAUSED;
 }
 
@@ -68,6 +81,7 @@ Http1Parser::Result Http1Parser::feed(const char* data, size_t len) {
     llhttp_resume(&parser_);
     return {Status::paused, consumed, 0, nullptr};
   }
+  if (err == HPE_PAUSED_UPGRADE && streaming_) return {Status::upgraded, consumed, 0, nullptr};
   if (err == HPE_PAUSED_UPGRADE || err == HPE_PAUSED_H2_UPGRADE) {
     // The request was answered without upgrading; what follows is not
     // HTTP/1, so the connection ends after that answer (http_status 0).

@@ -18,16 +18,34 @@ parsers::Http1Parser::Limits limits_for(const conf::Config& config) {
 }  // namespace
 
 Http1Session::Http1Session(ClientConnection& conn)
-    : conn_(conn), parser_(limits_for(*conn.worker().config()), on_request_cb, this) {}
+    : conn_(conn), parser_(limits_for(*conn.worker().config()), on_request_cb, this) {
+  if (!conn.worker().config()->cluster.http1_forward.empty()) parser_.stream_bodies(on_head_cb, on_body_cb);
+}
 
 void Http1Session::on_read(const char* data, size_t len) {
   if (closing_) return;
+  if (forward_ && forward_->tunnel() && !upgrading_) {
+    forward_->on_tunnel_data(data, len);
+    return;
+  }
   if (paused_) {
     stash_.append(data, len);
+    if (stash_.size() >= stash_limit()) conn_.transport().pause_reading();
     return;
   }
   parse(data, len);
 }
+
+bool Http1Session::reading_wanted() const {
+  if (closing_) return false;
+  if (!paused_) return true;
+  // Behind a forwarded request whose answer is under way the client is
+  // still read, into a bounded stash: its EOF then ends the request (as
+  // nginx does), so an abandoned watch does not hold a member's stream.
+  return !upgrading_ && forward_ && forward_->request_complete() && stash_.size() < stash_limit();
+}
+
+size_t Http1Session::stash_limit() const { return conn_.worker().config()->limits.max_http1_request_bytes; }
 
 void Http1Session::parse(const char* data, size_t len) {
   auto r = parser_.feed(data, len);
@@ -45,6 +63,13 @@ void Http1Session::parse(const char* data, size_t len) {
       if (closing_) return;  // the request asked to close: the rest is dropped
       paused_ = true;
       stash_.assign(data + r.consumed, len - r.consumed);
+      if (!reading_wanted()) conn_.transport().pause_reading();
+      break;
+    case parsers::Http1Parser::Status::upgraded:
+      // What follows is the client's side of the tunnel, held until the
+      // member agreed (its 101) or refused (the connection then closes).
+      paused_ = upgrading_ = true;
+      stash_.assign(data + r.consumed, len - r.consumed);
       conn_.transport().pause_reading();
       break;
     case parsers::Http1Parser::Status::error:
@@ -54,13 +79,67 @@ void Http1Session::parse(const char* data, size_t len) {
 }
 
 void Http1Session::produce() {
-  if (!paused_ || closing_ || conn_.transport().write_buffer_full()) return;
+  if (closing_) return;
+  if (forward_ && !produce_forward()) return;
+  if (!paused_ || conn_.transport().write_buffer_full()) return;
   paused_ = false;
   // parse() may pause again and refill stash_, so parse from a moved copy.
   std::string pending = std::move(stash_);
   stash_.clear();
   parse(pending.data(), pending.size());
-  if (!paused_ && !closing_) conn_.transport().resume_reading();
+  if (reading_wanted()) conn_.transport().resume_reading();
+}
+
+bool Http1Session::produce_forward() {
+  forward_->on_client_writable();
+  if (forward_->finished()) {
+    bool close = forward_->close_client() || draining_;
+    forward_.reset();
+    if (close) {
+      close_after_flush();
+      return false;
+    }
+    return true;  // on to the next request
+  }
+  if (forward_->tunnel()) {
+    if (upgrading_) {
+      upgrading_ = paused_ = false;
+      std::string early = std::move(stash_);
+      stash_.clear();
+      if (!early.empty()) forward_->on_tunnel_data(early.data(), early.size());
+      if (forward_->wants_tunnel_input()) conn_.transport().resume_reading();
+    }
+    return false;
+  }
+  // Parsing goes on only for the rest of this request's body.
+  return forward_->wants_input();
+}
+
+void Http1Session::resume_input() { conn_.transport().schedule(); }
+
+void Http1Session::on_forward_done() { conn_.transport().schedule(); }
+
+void Http1Session::close_after_flush() {
+  closing_ = true;
+  conn_.transport().pause_reading();
+  conn_.transport().close_after_flush();
+}
+
+bool Http1Session::on_head_cb(void* user, const parsers::Http1Request& req) {
+  return static_cast<Http1Session*>(user)->on_head(req);
+}
+
+bool Http1Session::on_head(const parsers::Http1Request& req) {
+  if (closing_ || !forwarded_path(*conn_.worker().config(), req.target)) return false;
+  forward_ = std::make_unique<ForwardedRequest>(*this, conn_, req);
+  forward_->start();
+  return true;
+}
+
+bool Http1Session::on_body_cb(void* user, const char* data, size_t len) {
+  auto* s = static_cast<Http1Session*>(user);
+  // A request answered early (503) and reaped: the rest of its body is dropped.
+  return s->forward_ ? s->forward_->on_request_body(data, len) : true;
 }
 
 bool Http1Session::on_request_cb(void* user, const parsers::Http1Request& req) {
@@ -68,18 +147,26 @@ bool Http1Session::on_request_cb(void* user, const parsers::Http1Request& req) {
 }
 
 bool Http1Session::on_request(const parsers::Http1Request& req) {
+  if (forward_) {
+    // The forwarded request is complete; the next one waits for its answer
+    // (an upgrade goes on to the tunnel instead).
+    forward_->on_request_end();
+    return req.upgrade;
+  }
   Worker& w = conn_.worker();
   LocalRequest lreq{req.method, req.target, conn_.peer()};
   LocalResponse resp = handle_local(lreq, w.local_context());
   bool close = !req.keep_alive || draining_;
   write_response(resp.status, &resp, req.method == "HEAD", close);
   if (close) {
-    closing_ = true;
-    conn_.transport().pause_reading();
-    conn_.transport().close_after_flush();
+    close_after_flush();
     return false;
   }
   return !conn_.transport().write_buffer_full();
+}
+
+void Http1Session::write_local_response(const LocalResponse& resp, bool head, bool close) {
+  write_response(resp.status, &resp, head, close);
 }
 
 void Http1Session::write_response(int status, const LocalResponse* resp, bool head, bool close) {
@@ -104,6 +191,12 @@ void Http1Session::write_response(int status, const LocalResponse* resp, bool he
 }
 
 void Http1Session::fail(int status, const char* reason) {
+  if (status != 0 && forward_) {
+    // A forwarded request's head went out already: the member's answer
+    // cannot be followed by ours, and the connection ends with it.
+    forward_.reset();
+    status = 0;
+  }
   closing_ = true;
   conn_.transport().pause_reading();
   if (status != 0) {
@@ -116,11 +209,7 @@ void Http1Session::fail(int status, const char* reason) {
 
 void Http1Session::shutdown(bool) {
   draining_ = true;
-  if (idle()) {
-    closing_ = true;
-    conn_.transport().pause_reading();
-    conn_.transport().close_after_flush();
-  }
+  if (idle()) close_after_flush();
 }
 
 }  // namespace sidemux

@@ -1,12 +1,17 @@
 // HTTP/1.1 on a client connection: llhttp-parsed requests answered by the
-// local handlers, in order, with keep-alive and pipelining. When the write
-// buffer fills, parsing pauses and the unparsed bytes wait here (reads are
-// stopped meanwhile, so they are at most one read's worth).
+// local handlers or forwarded to a member (cluster.http1_forward,
+// http1_forward.h), in order, with keep-alive and pipelining. Requests are
+// served one at a time: parsing pauses after a forwarded request until its
+// answer is complete, and whenever the write buffer fills or the member
+// connection has no room for request body bytes; the unparsed bytes wait
+// here (reads are stopped meanwhile, so they are at most one read's worth).
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "parsers/http1.h"
+#include "proxy/http1_forward.h"
 #include "proxy/session.h"
 
 namespace sidemux {
@@ -20,14 +25,30 @@ class Http1Session : public Session {
 
   void on_read(const char* data, size_t len) override;
   void produce() override;
-  bool idle() const override { return !parser_.mid_message() && !paused_; }
-  uint64_t request_deadline() const override { return request_deadline_; }
+  bool idle() const override { return !parser_.mid_message() && !paused_ && !forward_; }
+  // A forwarded request's head is complete; its body may stream for hours.
+  uint64_t request_deadline() const override { return forward_ ? 0 : request_deadline_; }
   void shutdown(bool final) override;
+
+  // From the forwarded request: its body may flow again; its answer is
+  // complete; an answer of sidemux's own (503, 502) in the local format.
+  void resume_input();
+  void on_forward_done();
+  void write_local_response(const LocalResponse& resp, bool head, bool close);
 
  private:
   static bool on_request_cb(void* user, const parsers::Http1Request& req);
+  static bool on_head_cb(void* user, const parsers::Http1Request& req);
+  static bool on_body_cb(void* user, const char* data, size_t len);
   bool on_request(const parsers::Http1Request& req);
+  bool on_head(const parsers::Http1Request& req);
   void parse(const char* data, size_t len);
+  // The forwarded request's state decides whether parsing goes on.
+  bool produce_forward();
+  void close_after_flush();
+  // Pipelined bytes held while a request is being answered.
+  size_t stash_limit() const;
+  bool reading_wanted() const;
   void write_response(int status, const LocalResponse* resp, bool head, bool close);
   void fail(int status, const char* reason);
 
@@ -35,7 +56,9 @@ class Http1Session : public Session {
   parsers::Http1Parser parser_;
   std::string stash_;   // unparsed input while paused
   std::string head_;    // response head, reused across requests
+  std::unique_ptr<ForwardedRequest> forward_;  // the request being forwarded, if any
   bool paused_ = false;
+  bool upgrading_ = false;  // stash_ holds tunnel bytes, sent once the member's 101 arrived
   uint64_t request_deadline_ = 0;
   bool closing_ = false;
   bool draining_ = false;

@@ -176,6 +176,7 @@ std::string_view reason_phrase(int status) {
     case 413: return "Payload Too Large";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
   }
   return "Unknown";

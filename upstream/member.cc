@@ -19,7 +19,8 @@ Member::Member(core::LoopContext& context, Cluster& cluster, HealthBoard& board,
       active_streams_(registry_.gauge(metrics::kMemberActiveStreams, {conf.name})),
       connections_(registry_.gauge(metrics::kUpstreamConnectionsActive, {conf.name})),
       duration_(registry_.histogram(metrics::kUpstreamStreamDuration, {conf.name})),
-      pool_(context, *this) {
+      pool_(context, *this),
+      http1_pool_(context, *this) {
   // The retry reasons are known, so their series exist from the start.
   for (std::string_view reason : {"connect_failure", "refused_stream"})
     registry_.counter(metrics::kUpstreamRetries, {conf.name, reason});
@@ -39,11 +40,13 @@ void Member::start() {
 void Member::stop() {
   if (health_check_) health_check_->stop();
   pool_.shutdown();
+  http1_pool_.shutdown();
 }
 
 void Member::retire() {
   if (health_check_) health_check_->stop();
   pool_.drain();
+  http1_pool_.drain();
   if (up_) up_->set(0);
   if (leader_) leader_->set(0);
   context_.log().info("member retired by reload", {{"member", conf_.name}, {"worker", context_.index()}});
@@ -145,6 +148,14 @@ metrics::Counter& Member::streams_total(int grpc_status) {
   auto& slot = streams_by_status_[static_cast<size_t>(grpc_status)];
   if (!slot) slot = &registry_.counter(metrics::kUpstreamStreams, {conf_.name, status});
   return *slot;
+}
+
+metrics::Counter& Member::http_requests_total(int status) {
+  for (auto& [code, counter] : http_by_status_)
+    if (code == status) return *counter;
+  auto& c = registry_.counter(metrics::kUpstreamHttpRequests, {conf_.name, std::to_string(status)});
+  http_by_status_.emplace_back(status, &c);
+  return c;
 }
 
 bool Member::ejected() const { return ejected_until_ > uv_now(context_.loop()); }

@@ -23,11 +23,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "conf/config.h"
 #include "proxy/core/metrics.h"
 #include "upstream/health_check.h"
+#include "upstream/http1_pool.h"
 #include "upstream/pool.h"
 #include "upstream/shared_health.h"
 
@@ -72,7 +74,7 @@ class Member {
   // their streams end. Not up any more as far as metrics go.
   void retire();
   // Every handle of the member is closed: it may be freed.
-  bool closed() const { return pool_.empty() && (!health_check_ || health_check_->closed()); }
+  bool closed() const { return pool_.empty() && http1_pool_.empty() && (!health_check_ || health_check_->closed()); }
 
   const std::string& name() const { return conf_.name; }
   const conf::HostPort& address() const { return conf_.address; }
@@ -110,6 +112,7 @@ class Member {
   }
 
   Pool& pool() { return pool_; }
+  Http1Pool& http1_pool() { return http1_pool_; }
   int64_t active_streams() const { return active_streams_.value(); }
   void stream_started() { active_streams_.inc(); }
   void stream_ended() { active_streams_.dec(); }
@@ -117,6 +120,8 @@ class Member {
   metrics::Histogram& stream_duration() { return duration_; }
   // sidemux_upstream_streams_total{member, grpc_status}, looked up once per status.
   metrics::Counter& streams_total(int grpc_status);
+  // sidemux_upstream_http_requests_total{member, code} (forwarded HTTP/1).
+  metrics::Counter& http_requests_total(int status);
 
   // Per-member series, looked up once.
   metrics::Registry& registry() { return registry_; }
@@ -141,8 +146,11 @@ class Member {
   metrics::Gauge& connections_;
   metrics::Histogram& duration_;
   std::array<metrics::Counter*, 17> streams_by_status_{};  // gRPC codes 0..16
+  // Few distinct status codes occur per member: each series is looked up once.
+  std::vector<std::pair<int, metrics::Counter*>> http_by_status_;
   std::vector<MemberWatcher*> watchers_;
   Pool pool_;
+  Http1Pool http1_pool_;
   std::unique_ptr<HealthCheck> health_check_;  // the checker's Member only
 };
 

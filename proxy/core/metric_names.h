@@ -30,8 +30,11 @@ inline const Family kUpstreamStreamDuration{
 inline const Family kUpstreamRetries{
     "sidemux_upstream_retries_total", "Streams retried on another member.",
     Type::counter, {"member", "reason"}};
+inline const Family kUpstreamHttpRequests{
+    "sidemux_upstream_http_requests_total", "Forwarded HTTP/1 requests by member and response status.",
+    Type::counter, {"member", "code"}};
 inline const Family kUpstreamConnectionsActive{
-    "sidemux_upstream_connections_active", "Open HTTP/2 connections to a member.",
+    "sidemux_upstream_connections_active", "Open connections to a member (HTTP/2, and HTTP/1.1 for forwarded HTTP/1).",
     Type::gauge, {"member"}};
 inline const Family kMemberUp{
     "sidemux_member_up", "1 when the member is healthy, else 0 (one health checker per process).",

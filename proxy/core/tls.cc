@@ -35,9 +35,12 @@ std::unique_ptr<TlsEndpoint> TlsEndpoint::server(SSL_CTX* ctx) {
   return t;
 }
 
-std::unique_ptr<TlsEndpoint> TlsEndpoint::client(SSL_CTX* ctx, const std::string& server_name, bool name_is_ip) {
+std::unique_ptr<TlsEndpoint> TlsEndpoint::client(SSL_CTX* ctx, const std::string& server_name, bool name_is_ip,
+                                                 std::string_view alpn) {
   std::unique_ptr<TlsEndpoint> t(new TlsEndpoint(SSL_new(ctx)));
   SSL_set_connect_state(t->ssl_);
+  if (!alpn.empty())
+    SSL_set_alpn_protos(t->ssl_, reinterpret_cast<const unsigned char*>(alpn.data()), static_cast<unsigned>(alpn.size()));
   X509_VERIFY_PARAM* param = SSL_get0_param(t->ssl_);
   if (name_is_ip) {
     X509_VERIFY_PARAM_set1_ip_asc(param, server_name.c_str());

@@ -17,7 +17,10 @@ class TlsEndpoint {
   // Server side of an accepted connection.
   static std::unique_ptr<TlsEndpoint> server(SSL_CTX* ctx);
   // Client side towards a member: SNI and the name (or IP) to verify.
-  static std::unique_ptr<TlsEndpoint> client(SSL_CTX* ctx, const std::string& server_name, bool name_is_ip);
+  // `alpn` (wire format) replaces the context's offer, e.g. http/1.1 for
+  // forwarded HTTP/1 where the context offers h2.
+  static std::unique_ptr<TlsEndpoint> client(SSL_CTX* ctx, const std::string& server_name, bool name_is_ip,
+                                             std::string_view alpn = {});
   ~TlsEndpoint();
   TlsEndpoint(const TlsEndpoint&) = delete;
   TlsEndpoint& operator=(const TlsEndpoint&) = delete;

@@ -147,5 +147,88 @@ TEST(Http1Parser, HeaderLimitCountsBytesAcrossSplitCallbacks) {
   EXPECT_TRUE(c.requests.empty());
 }
 
+// Forwarded requests: the head hook takes the request, the body streams as
+// spans with no body limit, and pausing from on_body stops right after the
+// span it was handed.
+struct Streamer {
+  std::vector<std::string> heads;
+  std::string body;
+  size_t ends = 0;
+  bool take = true;
+  bool pause_body = false;
+  static bool on_head(void* user, const Http1Request& req) {
+    auto* s = static_cast<Streamer*>(user);
+    s->heads.push_back(req.target);
+    return s->take;
+  }
+  static bool on_body(void* user, const char* data, size_t len) {
+    auto* s = static_cast<Streamer*>(user);
+    s->body.append(data, len);
+    return !s->pause_body;
+  }
+  static bool on_request(void* user, const Http1Request&) {
+    ++static_cast<Streamer*>(user)->ends;
+    return true;
+  }
+};
+
+TEST(Http1Parser, StreamedBodyPassesTheLimitAndPausesAfterASpan) {
+  Streamer s;
+  Http1Parser p(small_limits(), Streamer::on_request, &s);
+  p.stream_bodies(Streamer::on_head, Streamer::on_body);
+  std::string body(100, 'b');  // past max_body_bytes (16)
+  std::string req = "POST /v3/kv/put HTTP/1.1\r\nContent-Length: 100\r\n\r\n" + body + "GET /n HTTP/1.1\r\n\r\n";
+  s.pause_body = true;
+  auto r = p.feed(req.data(), req.size());
+  ASSERT_EQ(r.status, Http1Parser::Status::paused);
+  EXPECT_EQ(s.body, body);
+  EXPECT_EQ(r.consumed, req.size() - std::string("GET /n HTTP/1.1\r\n\r\n").size());
+  s.pause_body = false;
+  r = p.feed(req.data() + r.consumed, req.size() - r.consumed);
+  EXPECT_EQ(r.status, Http1Parser::Status::ok);
+  EXPECT_EQ(s.ends, 2u);
+  EXPECT_EQ(s.heads, (std::vector<std::string>{"/v3/kv/put", "/n"}));
+}
+
+TEST(Http1Parser, ChunkedRequestBodyStreamsWithoutFraming) {
+  Streamer s;
+  Http1Parser p(small_limits(), Streamer::on_request, &s);
+  p.stream_bodies(Streamer::on_head, Streamer::on_body);
+  std::string req = "POST /v3/watch HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n";
+  // Paused after every span, resumed from where it stopped.
+  s.pause_body = true;
+  size_t at = 0;
+  for (int i = 0; i < 10 && at < req.size(); ++i) {
+    auto r = p.feed(req.data() + at, req.size() - at);
+    ASSERT_NE(r.status, Http1Parser::Status::error);
+    at += r.consumed;
+  }
+  EXPECT_EQ(at, req.size());
+  EXPECT_EQ(s.body, "helloabc");
+  EXPECT_EQ(s.ends, 1u);
+}
+
+TEST(Http1Parser, UpgradeTakenByTheHeadHookReportsWhereTheTunnelStarts) {
+  Streamer s;
+  Http1Parser p(small_limits(), Streamer::on_request, &s);
+  p.stream_bodies(Streamer::on_head, Streamer::on_body);
+  std::string head = "GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+  std::string req = head + "frames";
+  auto r = p.feed(req.data(), req.size());
+  ASSERT_EQ(r.status, Http1Parser::Status::upgraded);
+  EXPECT_EQ(r.consumed, head.size());
+  EXPECT_EQ(s.ends, 1u);
+}
+
+TEST(Http1Parser, UpgradeNotTakenIsStillRefused) {
+  Streamer s;
+  s.take = false;
+  Http1Parser p(small_limits(), Streamer::on_request, &s);
+  p.stream_bodies(Streamer::on_head, Streamer::on_body);
+  std::string req = "GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+  auto r = p.feed(req.data(), req.size());
+  EXPECT_EQ(r.status, Http1Parser::Status::error);
+}
+
 }  // namespace
 }  // namespace sidemux::parsers

@@ -1,0 +1,264 @@
+#include "upstream/http1_connection.h"
+
+#include "proxy/core/address.h"
+#include "proxy/core/loop_context.h"
+#include "proxy/core/uv_time.h"
+#include "upstream/http1_pool.h"
+#include "upstream/member.h"
+
+namespace sidemux::upstream {
+
+namespace {
+
+using core::ms;
+
+Http1Connection* self(void* p) { return static_cast<Http1Connection*>(p); }
+
+parsers::Http1ResponseParser::Limits limits_for(const conf::Config& config) {
+  // A member's head is bounded like a client's header list.
+  parsers::Http1ResponseParser::Limits l;
+  l.max_head_bytes = config.limits.max_header_list_size;
+  return l;
+}
+
+// ALPN for TLS towards a member: this connection speaks HTTP/1.1 whatever
+// the cluster's context offers for HTTP/2 (wire format).
+constexpr std::string_view kHttp1Alpn{"\x08http/1.1", 9};
+
+}  // namespace
+
+Http1Connection::Http1Connection(core::LoopContext& context, Http1Pool& pool, Member& member)
+    : context_(context),
+      pool_(pool),
+      member_(member),
+      transport_(context, *this, context.upstream_bytes_in(), context.upstream_bytes_out()),
+      parser_(limits_for(*context.config()), *this) {
+  uv_timer_init(context.loop(), &timer_);
+  timer_.data = this;
+  connect_req_.data = this;
+  resolve_req_.data = this;
+}
+
+Http1Connection::~Http1Connection() = default;
+
+void Http1Connection::connect() {
+  const conf::HostPort& addr = member_.address();
+  uv_timer_start(
+      &timer_, [](uv_timer_t* t) { self(t->data)->on_timer(); }, ms(context_.config()->cluster.connect_timeout), 0);
+  sockaddr_storage ss;
+  if (core::to_sockaddr(addr, ss)) return start_connect(reinterpret_cast<sockaddr*>(&ss));
+  // A DNS name: resolved on libuv's thread pool, never on the loop.
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  std::string port = std::to_string(addr.port);
+  resolving_ = true;
+  ++handles_open_;
+  int rc = uv_getaddrinfo(
+      context_.loop(), &resolve_req_,
+      [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
+        auto* c = self(req->data);
+        c->resolving_ = false;
+        if (c->state_ == State::connecting) {
+          if (status == 0) {
+            c->start_connect(res->ai_addr);
+          } else {
+            c->close(std::string("resolve ") + c->member_.address().host + ": " + uv_strerror(status), true);
+          }
+        }
+        uv_freeaddrinfo(res);
+        c->on_handle_closed();
+      },
+      addr.host.c_str(), port.c_str(), &hints);
+  if (rc != 0) {
+    resolving_ = false;
+    --handles_open_;
+    close(std::string("resolve: ") + uv_strerror(rc), true);
+  }
+}
+
+void Http1Connection::start_connect(const sockaddr* addr) {
+  int rc = uv_tcp_connect(&connect_req_, transport_.tcp(), addr,
+                          [](uv_connect_t* req, int status) { self(req->data)->on_connected(status); });
+  if (rc != 0) close(std::string("connect: ") + uv_strerror(rc), true);
+}
+
+void Http1Connection::on_connected(int status) {
+  if (state_ == State::closed) return;  // timed out meanwhile
+  if (status != 0) {
+    close(std::string("connect: ") + uv_strerror(status), true);
+    return;
+  }
+  uv_tcp_nodelay(transport_.tcp(), 1);
+  transport_.resume_reading();
+  if (SSL_CTX* ctx = context_.tls()->upstream()) {
+    const auto& tls = *context_.config()->cluster.tls;
+    const std::string& name = tls.server_name.empty() ? member_.address().host : tls.server_name;
+    transport_.start_tls(core::TlsEndpoint::client(ctx, name, core::is_ip_literal(name), kHttp1Alpn));
+    return;
+  }
+  on_transport_secure();
+}
+
+void Http1Connection::on_transport_secure() {
+  open_ = true;
+  uv_timer_stop(&timer_);
+  member_.record_success();
+  if (state_ == State::connecting) set_state(exchange_ ? State::active : State::idle);
+  transport_.schedule();
+}
+
+void Http1Connection::start(Http1Exchange& exchange, bool head_request) {
+  exchange_ = &exchange;
+  reached_ = request_done_ = response_ended_ = false;
+  parser_.expect_head_response(head_request);
+  if (state_ == State::idle) {
+    uv_timer_stop(&timer_);
+    set_state(State::active);
+    transport_.resume_reading();
+    transport_.schedule();
+  }
+}
+
+void Http1Connection::write(std::string_view bytes) {
+  if (!open_ || state_ == State::closed) return;
+  reached_ = true;
+  transport_.write(bytes);
+}
+
+void Http1Connection::resume_reading() {
+  if (state_ != State::closed && open_) transport_.resume_reading();
+}
+
+void Http1Connection::detach() {
+  exchange_ = nullptr;
+  if (state_ != State::idle) close("request abandoned", false);
+}
+
+void Http1Connection::set_state(State s) {
+  State old = state_;
+  state_ = s;
+  if (s == State::idle) pool_.on_idle(*this);
+  if (old == State::idle) pool_.on_busy(*this);
+}
+
+void Http1Connection::close(std::string_view reason, bool failure, Http1Exchange::Close kind) {
+  if (state_ == State::closed) return;
+  const std::string why(reason);
+  if (resolving_) uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_req_));
+  if (failure) member_.record_failure(why);
+  set_state(State::closed);
+  member_.connections_gauge().dec();
+  transport_.close();
+  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&timer_)))
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), [](uv_handle_t* h) { self(h->data)->on_handle_closed(); });
+  if (Http1Exchange* x = exchange_) {
+    exchange_ = nullptr;
+    // Nothing handed to the socket: the request never reached the member.
+    if (kind == Http1Exchange::Close::lost && !reached_) kind = Http1Exchange::Close::refused;
+    x->on_upstream_close(kind, why);
+  }
+}
+
+void Http1Connection::on_timer() {
+  if (state_ == State::connecting) {
+    close("connect: timed out", true);
+  } else if (state_ == State::idle) {
+    close("idle", false);
+  }
+}
+
+void Http1Connection::on_transport_closed() {
+  close("connection closed", false);
+  on_handle_closed();
+}
+
+void Http1Connection::on_handle_closed() {
+  if (--handles_open_ == 0) pool_.on_closed(*this);
+}
+
+void Http1Connection::on_transport_error(int status) {
+  if (state_ == State::idle) {
+    // The member closed a pooled connection (its own idle timeout).
+    close("member closed an idle connection", false);
+    return;
+  }
+  if (status == UV_EOF && state_ == State::active && exchange_) {
+    // An until-close body ends here; a response cut short fails below.
+    auto r = parser_.finish();
+    if (r.status != parsers::Http1ResponseParser::Status::error && response_ended_) return;
+  }
+  const core::TlsEndpoint* tls = transport_.tls();
+  if (state_ == State::tunnel && status == UV_EOF) {
+    close("member closed the tunnel", false, Http1Exchange::Close::ended);
+  } else if (tls && !tls->error().empty()) {
+    close("tls: " + tls->error(), true);
+  } else {
+    close(std::string("connection lost: ") + uv_strerror(status), true);
+  }
+}
+
+void Http1Connection::on_transport_read(const char* data, size_t len) {
+  if (state_ == State::tunnel) {
+    if (exchange_) exchange_->on_upstream_tunnel(data, len);
+    return;
+  }
+  if (state_ != State::active || !exchange_) {
+    // Bytes nobody asked for (after a response, or on an idle connection):
+    // the connection's framing cannot be trusted any more.
+    close("member sent bytes outside a response", true);
+    return;
+  }
+  auto r = parser_.feed(data, len);
+  if (state_ == State::closed) return;  // the exchange gave up on the answer
+  using S = parsers::Http1ResponseParser::Status;
+  switch (r.status) {
+    case S::ok:
+    case S::paused:
+      // paused: on_end returned false, the connection is idle or closed; any
+      // bytes after a response were caught above on the next read or here.
+      if (r.status == S::paused && r.consumed < len && state_ != State::closed)
+        close("member sent bytes after its response", true);
+      break;
+    case S::upgraded:
+      set_state(State::tunnel);
+      if (exchange_ && r.consumed < len) exchange_->on_upstream_tunnel(data + r.consumed, len - r.consumed);
+      break;
+    case S::error:
+      close(std::string("bad response from member: ") + r.reason, true);
+      break;
+  }
+}
+
+void Http1Connection::on_transport_produce() {
+  if (open_ && exchange_ && (state_ == State::active || state_ == State::tunnel)) exchange_->on_upstream_writable();
+}
+
+void Http1Connection::on_informational(const parsers::Http1Response& head) {
+  if (exchange_) exchange_->on_upstream_informational(head);
+}
+
+void Http1Connection::on_head(const parsers::Http1Response& head) {
+  if (exchange_) exchange_->on_upstream_head(head);
+}
+
+void Http1Connection::on_body(std::span<const char> bytes) {
+  if (exchange_) exchange_->on_upstream_body(bytes);
+}
+
+bool Http1Connection::on_end(const parsers::Http1Response& head, const parsers::Http1Headers&) {
+  response_ended_ = true;
+  Http1Exchange* x = exchange_;
+  exchange_ = nullptr;
+  bool reuse = head.keep_alive && request_done_;
+  if (reuse) {
+    set_state(State::idle);
+    uv_timer_start(
+        &timer_, [](uv_timer_t* t) { self(t->data)->on_timer(); }, ms(context_.config()->limits.idle_timeout), 0);
+  } else {
+    close("response ended without keep-alive", false);
+  }
+  if (x) x->on_upstream_end();
+  return false;  // one response per request: whatever follows is unsolicited
+}
+
+}  // namespace sidemux::upstream
