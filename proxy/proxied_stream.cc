@@ -307,12 +307,12 @@ void ProxiedStream::on_upstream_close(Close kind, uint32_t error_code, std::stri
       }
       [[fallthrough]];
     case Close::lost:
-      if (!response_started_) {
-        end_with_status(static_cast<int>(grpc::Status::unavailable),
-                        std::string(member_->name()) + ": " + std::string(reason));
-      } else {
-        down_.reset(down_id_, NGHTTP2_INTERNAL_ERROR);
-      }
+      // UNAVAILABLE also once the answer started: after the message the
+      // client is in, trailers say so (a Watch between events, a stream of
+      // messages), so clients retry as they do on any UNAVAILABLE; a bare
+      // reset would read as INTERNAL and a cut message as a protocol error.
+      end_with_status(static_cast<int>(grpc::Status::unavailable),
+                      std::string(member_->name()) + ": " + std::string(reason));
       return;
     case Close::reset:
       member_->record_failure(reason);

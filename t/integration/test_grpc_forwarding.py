@@ -721,7 +721,12 @@ def test_no_member_gives_unavailable(gen, runner, how):
         assert any(n in details for n in names), f"grpc-message names no member: {details!r}"
         assert any(w in low for w in ("refused", "timed out", "timeout", "unhealthy", "reset", "closed",
                                       "goaway")), f"grpc-message gives no cause: {details!r}"
-    lines = [e for e in access_lines(sm) if e.get("path") == "/sidemuxtest.Echo/Unary"]
+    # Log lines reach stderr through the logger's writer thread: wait for both.
+    unary = lambda: [e for e in access_lines(sm) if e.get("path") == "/sidemuxtest.Echo/Unary"]  # noqa: E731
+    deadline = time.monotonic() + 5
+    while len(unary()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    lines = unary()
     assert [e.get("grpc_status") for e in lines][-2:] == ["UNAVAILABLE", "UNAVAILABLE"], lines
 
 
@@ -923,3 +928,29 @@ def test_metrics_and_access_log_match_servers(gen, runner, servers):
     per_member = Counter(e["member"] for e in lines if e["grpc_status"] == "OK")
     for name in servers:
         assert per_member[name] == (m.value("sidemux_upstream_streams_total", member=name, grpc_status="OK") or 0)
+
+
+def test_member_killed_mid_stream_gives_unavailable(gen, runner):
+    """A member killed while a server stream is between messages: the client
+    gets the messages so far, then UNAVAILABLE in trailers (what etcd
+    clients retry on), not a bare RST_STREAM that reads as INTERNAL."""
+    pb2 = gen[0]
+    victim = grpc_testsvc.EchoServer("victim", gen[2]).start()
+    try:
+        sm = runner.start(cluster_config([("victim", f"{HOST}:{victim.port}")]), wait_members=["victim"])
+        ch = channel(sm.port)
+        try:
+            ticker = gen[1].EchoStub(ch).Ticker(pb2.TickerRequest(count=600, interval_ms=100), timeout=30)
+            first = next(ticker)
+            assert first.seq == 0, first
+            victim.proc.kill()
+            victim.proc.wait(5)
+            with pytest.raises(grpc.RpcError) as info:
+                for _ in ticker:
+                    pass
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE, (info.value.code(), info.value.details())
+            assert "victim" in info.value.details(), info.value.details()
+        finally:
+            ch.close()
+    finally:
+        victim.stop()
