@@ -58,6 +58,8 @@ ProxiedStream::ProxiedStream(Http2Session& session, int32_t id, core::HeaderList
       down_id_(id),
       config_(session.worker().config()),
       request_headers_(std::move(request_headers)),
+      response_headers_(&session.worker().context().stream_memory()),
+      trailers_(&session.worker().context().stream_memory()),
       request_ended_(request_ended) {
   // gRPC answers carry a handful of headers and two or three trailers.
   response_headers_.reserve(8);

@@ -26,7 +26,8 @@ UpstreamSession::UpstreamSession(core::LoopContext& context, Pool& pool, Member&
     : context_(context),
       pool_(pool),
       member_(member),
-      transport_(context, *this, context.upstream_bytes_in(), context.upstream_bytes_out()) {
+      transport_(context, *this, context.upstream_bytes_in(), context.upstream_bytes_out()),
+      streams_(&context.stream_memory()) {
   uv_timer_init(context.loop(), &timer_);
   timer_.data = this;
   connect_req_.data = this;
