@@ -1,5 +1,6 @@
 #include "proxy/server.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +12,11 @@ namespace sidemux {
 
 namespace {
 Server* self(uv_handle_t* h) { return static_cast<Server*>(h->data); }
+
+// malloc_trim once this many client connections closed since the last one,
+// checked this often: rare under steady traffic, soon after a crowd left.
+constexpr uint64_t kTrimAfterClosed = 256;
+constexpr uint64_t kTrimCheckMs = 5000;
 
 // Listener settings are bound at start; a reload that changes them is
 // applied except for the listeners, which need a restart for now.
@@ -78,7 +84,11 @@ bool Server::start(std::string& error) {
   uv_async_init(&loop_, &worker_drained_, [](uv_async_t* a) {
     self(reinterpret_cast<uv_handle_t*>(a))->on_worker_drained();
   });
-  sighup_.data = sigterm_.data = sigint_.data = worker_drained_.data = this;
+  uv_timer_init(&loop_, &trim_timer_);
+  sighup_.data = sigterm_.data = sigint_.data = worker_drained_.data = trim_timer_.data = this;
+  uv_timer_start(
+      &trim_timer_, [](uv_timer_t* t) { self(reinterpret_cast<uv_handle_t*>(t))->maybe_trim(); }, kTrimCheckMs,
+      kTrimCheckMs);
   uv_signal_start(&sighup_, [](uv_signal_t* s, int) { self(reinterpret_cast<uv_handle_t*>(s))->reload(); }, SIGHUP);
   auto on_stop = [](uv_signal_t* s, int) { self(reinterpret_cast<uv_handle_t*>(s))->drain(); };
   uv_signal_start(&sigterm_, on_stop, SIGTERM);
@@ -209,8 +219,20 @@ void Server::on_worker_drained() {
 void Server::close_handles() {
   watch_.reset();
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&sighup_), reinterpret_cast<uv_handle_t*>(&sigterm_),
-                         reinterpret_cast<uv_handle_t*>(&sigint_), reinterpret_cast<uv_handle_t*>(&worker_drained_)})
+                         reinterpret_cast<uv_handle_t*>(&sigint_), reinterpret_cast<uv_handle_t*>(&worker_drained_),
+                         reinterpret_cast<uv_handle_t*>(&trim_timer_)})
     uv_close(h, nullptr);
+}
+
+void Server::maybe_trim() {
+  if (!process_) return;
+  uint64_t closed = process_->connections_closed.load(std::memory_order_relaxed);
+  if (closed - closed_at_trim_ < kTrimAfterClosed) return;
+  closed_at_trim_ = closed;
+  // Walks every arena's free chunks and returns whole free pages (a few
+  // milliseconds at most, on this thread); workers allocating meanwhile
+  // wait for their arena's lock only while it is being walked.
+  malloc_trim(0);
 }
 
 }  // namespace sidemux
