@@ -14,9 +14,10 @@ namespace {
 Server* self(uv_handle_t* h) { return static_cast<Server*>(h->data); }
 
 // malloc_trim once this many client connections closed since the last one,
-// checked this often: rare under steady traffic, soon after a crowd left.
+// checked this often (an atomic load): rare under steady traffic, within a
+// second after a crowd left.
 constexpr uint64_t kTrimAfterClosed = 256;
-constexpr uint64_t kTrimCheckMs = 5000;
+constexpr uint64_t kTrimCheckMs = 1000;
 
 // Listener settings are bound at start; a reload that changes them is
 // applied except for the listeners, which need a restart for now.
