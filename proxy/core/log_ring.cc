@@ -5,14 +5,6 @@
 
 namespace sidemux::core {
 
-namespace {
-// Once woken, the reader gives the loops this long to queue more lines: one
-// write(2) and one wake-up then carry a batch, not a line. Measured with the
-// access log on (scripts/bench, strace -c -f): 1.9 syscalls per request
-// before, most of them the reader's futex and write per line.
-constexpr auto kLinger = std::chrono::milliseconds(5);
-}  // namespace
-
 LogRing::LogRing(size_t capacity) : capacity_(capacity), data_(new char[capacity]) {}
 
 bool LogRing::push(std::string_view line) {
@@ -25,8 +17,7 @@ bool LogRing::push(std::string_view line) {
     std::memcpy(data_.get() + at, line.data(), first);
     std::memcpy(data_.get(), line.data() + first, line.size() - first);
     head_ += line.size();
-    // A lingering reader is woken early only when the ring is half full.
-    wake = reader_waiting_ || (lingering_ && head_ - tail_ >= capacity_ / 2);
+    wake = reader_waiting_;
     reader_waiting_ = false;
   }
   // One wake-up per batch: while the reader writes, pushes only queue.
@@ -39,11 +30,6 @@ int LogRing::wait_readable(iovec (&iov)[2]) {
   while (head_ == tail_ && !closed_) {
     reader_waiting_ = true;
     readable_.wait(lock);
-  }
-  if (!closed_) {
-    lingering_ = true;
-    readable_.wait_for(lock, kLinger, [&] { return closed_ || head_ - tail_ >= capacity_ / 2; });
-    lingering_ = false;
   }
   size_t used = head_ - tail_;
   if (used == 0) return 0;

@@ -28,11 +28,10 @@ class LogRing {
   // does not fit in the free space. Never waits for the reader.
   bool push(std::string_view line);
 
-  // The reader: waits until bytes are queued or close() was called, then a
-  // few milliseconds more for further lines (batching), then points `iov` at
-  // the queued bytes in order (two spans when they wrap) and returns how many
-  // of `iov` it filled; 0 once closed and empty. The bytes stay valid until
-  // consume().
+  // The reader: waits until bytes are queued or close() was called, then
+  // points `iov` at the queued bytes in order (two spans when they wrap) and
+  // returns how many of `iov` it filled; 0 once closed and empty. The bytes
+  // stay valid until consume().
   int wait_readable(iovec (&iov)[2]);
   // The reader: `n` bytes from the front were written out; their space is free.
   void consume(size_t n);
@@ -54,7 +53,6 @@ class LogRing {
   size_t head_ = 0;                   // total bytes ever pushed
   size_t tail_ = 0;                   // total bytes ever consumed
   bool reader_waiting_ = false;       // so that a push wakes it only when it sleeps
-  bool lingering_ = false;            // woken, waiting a moment for more lines
   int drain_waiters_ = 0;
   bool closed_ = false;
 };
