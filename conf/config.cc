@@ -14,12 +14,15 @@
 #include <limits>
 #include <set>
 #include <span>
+#include <sstream>
 #include <system_error>
-#include <thread>
 #include <type_traits>
 #include <utility>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
+
+#include "conf/cpu_count.h"
 
 namespace sidemux::conf {
 namespace {
@@ -201,13 +204,14 @@ struct Invalid {
   throw Invalid{field.mark, field.path, std::move(problem)};
 }
 
-// Quotes a value for an error line, escaping what would break the one-line form.
-std::string quoted(std::string_view text) {
+// Escapes what would break the one-line form of an error line (control
+// bytes as \xNN) and, for a quoted value, its quotes and backslashes.
+std::string escaped(std::string_view text, bool in_quotes) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "\"";
+  std::string out;
   for (const char c : text) {
     const auto byte = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
+    if (in_quotes && (c == '"' || c == '\\')) {
       out += '\\';
       out += c;
     } else if (byte < 0x20 || byte == 0x7f) {
@@ -218,8 +222,11 @@ std::string quoted(std::string_view text) {
       out += c;
     }
   }
-  return out + "\"";
+  return out;
 }
+
+// Quotes a value for an error line.
+std::string quoted(std::string_view text) { return "\"" + escaped(text, true) + "\""; }
 
 std::string join(const std::string& parent, std::string_view key) {
   return parent.empty() ? std::string(key) : parent + "." + std::string(key);
@@ -615,8 +622,6 @@ void convert(const Field& f, Log& out) {
 // 10000 should not start that many.
 constexpr uint32_t kMaxWorkers = 1024;
 
-unsigned cpu_count() { return std::max(1u, std::thread::hardware_concurrency()); }
-
 unsigned workers(const Field& f) {
   if (f.node.IsScalar() && f.node.Scalar() == "auto") return cpu_count();
   uint32_t count = 0;
@@ -664,18 +669,70 @@ std::string error_line(const std::string& source, const YAML::Mark& mark, const 
   // Nodes made up by the loader (an empty file) have no position; 1:1 is the honest default.
   const int line = mark.is_null() ? 1 : mark.line + 1;
   const int column = mark.is_null() ? 1 : mark.column + 1;
+  // Keys are the file's own text and yaml-cpp's messages may quote the
+  // offending byte raw: neither may break the line.
   return source + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " +
-         (key.empty() ? "(root)" : key) + ": " + problem;
+         (key.empty() ? "(root)" : escaped(key, false)) + ": " + escaped(problem, false);
+}
+
+// Where the root node of each document starts, for the first two documents.
+class DocumentRoots : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> marks;
+
+  void OnDocumentStart(const YAML::Mark&) override { in_root_ = true; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { root(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { root(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override { root(mark); }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    root(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    root(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void root(const YAML::Mark& mark) {
+    if (in_root_) marks.push_back(mark);
+    in_root_ = false;
+  }
+  bool in_root_ = false;
+};
+
+// The one document of a config file. yaml-cpp 0.7's LoadAll never returns
+// on some malformed input ("," or ",a: b"): the parser leaves a token no
+// rule takes where it is, reports an empty document there again and again,
+// and LoadAll collects them until memory runs out (jbeder/yaml-cpp#1040;
+// 0.8 stops at the first empty document). So the documents are walked as
+// events first, never more than two, and a second root at the same place
+// as the first means the parser is stuck there.
+YAML::Node single_document(const std::string& yaml) {
+  std::istringstream in(yaml);
+  YAML::Parser parser(in);
+  DocumentRoots roots;
+  while (roots.marks.size() < 2 && parser.HandleNextDocument(roots)) {
+  }
+  if (roots.marks.size() == 2) {
+    const YAML::Mark& second = roots.marks[1];
+    if (second.pos == roots.marks[0].pos) {
+      const auto pos = static_cast<size_t>(second.pos);
+      throw Invalid{second, "yaml", pos < yaml.size() ? "unexpected " + quoted(yaml.substr(pos, 1)) : "unexpected end"};
+    }
+    throw Invalid{second, "yaml", "expected a single document"};
+  }
+  return roots.marks.empty() ? YAML::Node() : YAML::Load(yaml);
 }
 
 // The document root; an empty or comments-only file is an empty mapping so
 // that it is reported as missing its required keys.
-Field root_of(const std::vector<YAML::Node>& documents) {
-  if (documents.size() > 1) throw Invalid{documents[1].Mark(), "yaml", "expected a single document"};
-  if (documents.empty() || documents[0].IsNull()) {
+Field root_of(const YAML::Node& document) {
+  if (!document || document.IsNull()) {
     return Field{YAML::Node(YAML::NodeType::Map), "", YAML::Mark::null_mark()};
   }
-  return Field{documents[0], "", documents[0].Mark()};
+  return Field{document, "", document.Mark()};
 }
 
 // A config is a few kilobytes; the cap keeps `-c /dev/zero` from eating memory.
@@ -768,7 +825,7 @@ LoadResult load_string(std::string_view yaml, const std::string& source, uint64_
   config->source = source;
   config->generation = generation;
   try {
-    convert_root(root_of(YAML::LoadAll(std::string(yaml))), *config);
+    convert_root(root_of(single_document(std::string(yaml))), *config);
   } catch (const YAML::Exception& e) {
     return LoadResult{nullptr, error_line(source, e.mark, "yaml", e.msg)};
   } catch (const Invalid& e) {

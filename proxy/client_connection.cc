@@ -20,6 +20,7 @@ ClientConnection::ClientConnection(Worker& worker, Listener& listener)
   uv_timer_init(worker.loop(), &timer_);
   timer_.data = this;
   worker.process().connections.fetch_add(1, std::memory_order_relaxed);
+  listener.connection_opened();
 }
 
 ClientConnection::~ClientConnection() {
@@ -27,6 +28,7 @@ ClientConnection::~ClientConnection() {
   session_.reset();
   worker_.process().connections.fetch_sub(1, std::memory_order_relaxed);
   worker_.process().connections_closed.fetch_add(1, std::memory_order_relaxed);
+  listener_.connection_closed();
 }
 
 void ClientConnection::start() {
@@ -138,7 +140,7 @@ void ClientConnection::start_session(parsers::Protocol protocol) {
     session_ = std::make_unique<Http1Session>(*this);
   }
   arm_timer(ms(worker_.config()->limits.idle_timeout));
-  if (worker_.draining()) session_->shutdown(false);
+  if (worker_.draining() || listener_.retired()) session_->shutdown(false);
 }
 
 void ClientConnection::on_timer() {

@@ -53,23 +53,45 @@ uint16_t local_port(int fd) {
   return core::port_of(reinterpret_cast<sockaddr*>(&ss));
 }
 
-Listener::Listener(Worker& worker, const conf::Listener& conf, size_t index, int fd)
-    : worker_(worker), name_(conf.name), index_(index), fd_(fd) {
-  for (bool tls : {false, true}) {
-    // Plaintext series always; TLS ones on TLS listeners.
-    if (tls && !conf.tls) continue;
-    std::string_view tls_label = tls ? "true" : "false";
-    for (std::string_view protocol : {"http1", "h2"}) {
-      Series& s = series_[tls][protocol == "h2"];
-      s.accepted = &worker.metrics().counter(metrics::kConnectionsAccepted, {conf.name, protocol, tls_label});
-      s.active = &worker.metrics().gauge(metrics::kConnectionsActive, {conf.name, protocol, tls_label});
-    }
-  }
+bool same_socket(const conf::Listener& a, const conf::Listener& b) {
+  return a.name == b.name && a.address.to_string() == b.address.to_string();
+}
+
+Listener::Listener(Worker& worker, const conf::Listener& conf, size_t index,
+                   std::shared_ptr<const core::TlsContexts> tls, int fd)
+    : worker_(worker),
+      conf_(conf),
+      index_(index),
+      tls_(std::move(tls)),
+      fd_(fd),
+      drain_(worker.loop(), [this](ConnectionDrain::Step step) { worker_.drain_step(step, this); }) {
+  add_series();
   uv_tcp_init(worker.loop(), &tcp_);
   tcp_.data = this;
   // Zero series from the start, so rate() and alerts work before the first rejection.
   for (std::string_view reason : {"limit", "classify_timeout", "bad_request", "tls_handshake"})
-    worker.metrics().counter(metrics::kConnectionsRejected, {name_, reason});
+    worker.metrics().counter(metrics::kConnectionsRejected, {conf_.name, reason});
+}
+
+void Listener::add_series() {
+  for (bool tls : {false, true}) {
+    // Plaintext series always; TLS ones on TLS listeners.
+    if (tls && !conf_.tls) continue;
+    std::string_view tls_label = tls ? "true" : "false";
+    for (std::string_view protocol : {"http1", "h2"}) {
+      Series& s = series_[tls][protocol == "h2"];
+      if (s.accepted) continue;
+      s.accepted = &worker_.metrics().counter(metrics::kConnectionsAccepted, {conf_.name, protocol, tls_label});
+      s.active = &worker_.metrics().gauge(metrics::kConnectionsActive, {conf_.name, protocol, tls_label});
+    }
+  }
+}
+
+void Listener::update(const conf::Listener& conf, size_t index, std::shared_ptr<const core::TlsContexts> tls) {
+  conf_ = conf;
+  index_ = index;
+  tls_ = std::move(tls);
+  add_series();
 }
 
 bool Listener::start(std::string& error) {
@@ -80,19 +102,54 @@ bool Listener::start(std::string& error) {
     });
   }
   if (rc != 0) {
-    error = std::string("listener ") + name_ + ": " + uv_strerror(rc);
+    error = std::string("listener ") + conf_.name + ": " + uv_strerror(rc);
     return false;
   }
   return true;
 }
 
 void Listener::close() {
-  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&tcp_))) uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), nullptr);
+  close_socket();
+  close_drain();
+}
+
+void Listener::close_socket() {
+  if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&tcp_))) return;
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), [](uv_handle_t* h) {
+    auto* self = static_cast<Listener*>(h->data);
+    --self->handles_open_;
+    self->maybe_release();
+  });
+}
+
+void Listener::close_drain() {
+  drain_.close([this] {
+    --handles_open_;
+    maybe_release();
+  });
+}
+
+void Listener::retire() {
+  retired_ = true;
+  close_socket();
+  if (connections_ == 0) return close_drain();
+  drain_.start(worker_.config()->limits.drain_timeout);
+}
+
+void Listener::connection_closed() {
+  if (--connections_ == 0 && retired_) close_drain();
+}
+
+// From a close callback: a retired listener leaves the worker once its
+// handles are closed and its connections gone (connection_closed() closes
+// the drain timer only then).
+void Listener::maybe_release() {
+  if (retired_ && handles_open_ == 0) worker_.release(this);
 }
 
 void Listener::on_connection(int status) {
   if (status != 0) {
-    worker_.log().warn("accept failed", {{"listener", name_}, {"error", uv_strerror(status)}});
+    worker_.log().warn("accept failed", {{"listener", conf_.name}, {"error", uv_strerror(status)}});
     return;
   }
   auto conn = std::make_unique<ClientConnection>(worker_, *this);
@@ -111,13 +168,6 @@ void Listener::on_connection(int status) {
   c->start();
 }
 
-SSL_CTX* Listener::tls_context() const { return worker_.tls()->listener(index_); }
-
-bool Listener::accepts_plaintext() const {
-  const auto& tls = worker_.config()->listeners[index_].tls;
-  return !tls || !tls->require_tls;
-}
-
 Listener::Series& Listener::series(parsers::Protocol protocol, bool tls) {
   return series_[tls][protocol == parsers::Protocol::http2];
 }
@@ -128,7 +178,7 @@ metrics::Gauge& Listener::active(parsers::Protocol protocol, bool tls) { return 
 
 void Listener::count_rejected(std::string_view reason) {
   // Rejections are rare; the series is looked up when it happens.
-  worker_.metrics().counter(metrics::kConnectionsRejected, {name_, reason}).inc();
+  worker_.metrics().counter(metrics::kConnectionsRejected, {conf_.name, reason}).inc();
 }
 
 }  // namespace sidemux

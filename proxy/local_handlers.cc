@@ -58,7 +58,10 @@ std::string quoted(std::string_view s) {
 
 LocalResponse health(const LocalContext& ctx) {
   auto verdict = ctx.cluster.health();
-  if (verdict.healthy) return json(200, "{\"health\":\"true\",\"reason\":\"\"}");
+  // etcd's alarms (NOSPACE, CORRUPT) fail /health as etcd's own /health
+  // does, but no member: reads and deletes still work (/readyz stays up).
+  if (verdict.healthy) verdict.reason = ctx.cluster.alarms();
+  if (verdict.healthy && verdict.reason.empty()) return json(200, "{\"health\":\"true\",\"reason\":\"\"}");
   return json(503, "{\"health\":\"false\",\"reason\":" + quoted(verdict.reason) + "}");
 }
 
@@ -81,6 +84,19 @@ std::string format_number(double v) {
   return format_double(v);
 }
 
+// etcd's view of a member from its last Status answer; ids in hex, as
+// etcdctl prints them (and exact, which a JSON number past 2^53 is not).
+std::string etcd_view_json(const upstream::EtcdView& v) {
+  char id[17], leader[17];
+  std::snprintf(id, sizeof id, "%llx", static_cast<unsigned long long>(v.member_id));
+  std::snprintf(leader, sizeof leader, "%llx", static_cast<unsigned long long>(v.leader));
+  std::string out = "{\"member_id\":" + quoted(id) + ",\"leader_id\":" + quoted(leader) +
+                    ",\"raft_term\":" + std::to_string(v.raft_term) +
+                    ",\"learner\":" + (v.learner ? "true" : "false") + ",\"alarms\":[";
+  for (size_t i = 0; i < v.alarms.size(); ++i) out += (i > 0 ? "," : "") + quoted(v.alarms[i]);
+  return out + "],\"db_size\":" + std::to_string(v.db_size) + "}";
+}
+
 LocalResponse debug_vars(const LocalContext& ctx) {
   auto process = metrics::read_process_stats();
   double uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx.started).count();
@@ -101,9 +117,13 @@ LocalResponse debug_vars(const LocalContext& ctx) {
   for (const auto& m : ctx.cluster.members()) {
     if (!first) out += ',';
     first = false;
+    auto snapshot = m->health_snapshot();
     out += "{\"name\":" + quoted(m->name()) + ",\"address\":" + quoted(m->address().to_string()) +
-           ",\"health\":" + quoted(to_string(m->health())) + ",\"reason\":" + quoted(m->health_reason()) +
-           ",\"active_streams\":" + std::to_string(m->active_streams()) + "}";
+           ",\"health\":" + quoted(to_string(snapshot->health)) + ",\"reason\":" + quoted(snapshot->reason) +
+           ",\"active_streams\":" + std::to_string(m->active_streams());
+    if (snapshot->etcd) out += ",\"leader\":" + std::string(m->leader() ? "true" : "false") +
+                               ",\"etcd\":" + etcd_view_json(*snapshot->etcd);
+    out += "}";
   }
   out += "]}";
   return json(200, std::move(out));

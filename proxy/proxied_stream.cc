@@ -8,7 +8,7 @@
 #include "proxy/core/metric_names.h"
 #include "proxy/http2_session.h"
 #include "proxy/worker.h"
-#include "upstream/member.h"
+#include "upstream/etcd_routes.h"
 #include "upstream/upstream_session.h"
 
 namespace sidemux {
@@ -79,6 +79,9 @@ void ProxiedStream::start() {
     auto ms = std::chrono::ceil<std::chrono::milliseconds>(ns).count();
     deadline_ = std::make_unique<Deadline>(down_.worker().loop(), this, static_cast<uint64_t>(ms));
   }
+  if (config_->cluster.kind == conf::ClusterKind::etcd &&
+      upstream::is_leader_route(core::find_header(request_headers_, ":path")))
+    route_ = upstream::Route::leader;
   attempt("");
 }
 
@@ -87,7 +90,7 @@ void ProxiedStream::attempt(std::string_view last_failure) {
   uint32_t max_attempts = 1 + config_->cluster.retry.attempts;
   std::string failure(last_failure);
   while (attempts_ < max_attempts) {
-    std::shared_ptr<upstream::Member> m = cluster.pick(tried_members_);
+    std::shared_ptr<upstream::Member> m = cluster.pick(tried_members_, route_);
     if (!m) break;
     ++attempts_;
     upstream::UpstreamSession* session = m->pool().session_for_new_stream();
@@ -100,6 +103,7 @@ void ProxiedStream::attempt(std::string_view last_failure) {
         up_ = session;
         up_id_ = id;
         m->stream_started();
+        m->watch(*this);
         return;
       }
       failure = std::string("cannot open a stream to ") + m->name() + ": " + nghttp2_strerror(id);
@@ -204,7 +208,17 @@ ssize_t ProxiedStream::read_response_body(uint8_t* buf, size_t len, uint32_t* da
 
 void ProxiedStream::release_upstream() {
   up_ = nullptr;
+  member_->unwatch(*this);
   member_->stream_ended();
+}
+
+void ProxiedStream::on_member_lost(std::string_view reason) {
+  // end_with_status() detaches from the member (cancels its stream) first.
+  if (response_ended_) {
+    detach_upstream(NGHTTP2_CANCEL);
+    return;
+  }
+  end_with_status(static_cast<int>(grpc::Status::unavailable), reason);
 }
 
 void ProxiedStream::on_upstream_close(Close kind, uint32_t error_code, std::string_view reason) {
@@ -285,6 +299,10 @@ void ProxiedStream::note_grpc_status(const core::HeaderList& fields) {
   std::string_view v = core::find_header(fields, "grpc-status");
   int code;
   if (!v.empty() && core::parse_int(v, code)) grpc_status_ = code;
+  // etcd moved its leader: learn the new one now, not at the next interval.
+  if (config_->cluster.kind == conf::ClusterKind::etcd &&
+      upstream::is_leader_change_error(grpc_status_, core::find_header(fields, "grpc-message")))
+    down_.worker().cluster().request_status_round();
 }
 
 void ProxiedStream::on_downstream_close(uint32_t error_code) {

@@ -20,18 +20,21 @@
 #include "conf/config.h"
 #include "proxy/core/byte_queue.h"
 #include "proxy/core/header_list.h"
+#include "upstream/cluster.h"
+#include "upstream/member.h"
 #include "upstream/stream_handler.h"
 
 namespace sidemux {
 
 namespace upstream {
-class Member;
 class UpstreamSession;
 }  // namespace upstream
 
 class Http2Session;
 
-class ProxiedStream final : public upstream::StreamHandler {
+// While attached to a member the stream watches it (upstream::MemberWatcher):
+// a member marked down for losing its leader ends the stream with UNAVAILABLE.
+class ProxiedStream final : public upstream::StreamHandler, private upstream::MemberWatcher {
  public:
   ProxiedStream(Http2Session& session, int32_t id, core::HeaderList request_headers, bool request_ended);
   ~ProxiedStream() override;
@@ -56,6 +59,8 @@ class ProxiedStream final : public upstream::StreamHandler {
 
  private:
   class Deadline;
+
+  void on_member_lost(std::string_view reason) override;
 
   void attempt(std::string_view last_failure);
   void detach_upstream(uint32_t error_code);
@@ -91,6 +96,7 @@ class ProxiedStream final : public upstream::StreamHandler {
   upstream::UpstreamSession* up_ = nullptr;
   int32_t up_id_ = -1;
   uint64_t tried_members_ = 0;  // bit i: member i was tried (Cluster::pick), for retries
+  upstream::Route route_ = upstream::Route::balanced;
   uint32_t attempts_ = 0;
   std::unique_ptr<Deadline> deadline_;
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "proxy/core/metric_names.h"
 #include "proxy/listener.h"
@@ -19,18 +20,52 @@ Server* self(uv_handle_t* h) { return static_cast<Server*>(h->data); }
 constexpr uint64_t kTrimAfterClosed = 256;
 constexpr uint64_t kTrimCheckMs = 1000;
 
-// Listener settings are bound at start; a reload that changes them is
-// applied except for the listeners, which need a restart for now.
-bool same_listeners(const conf::Config& a, const conf::Config& b) {
-  if (a.listeners.size() != b.listeners.size()) return false;
-  for (size_t i = 0; i < a.listeners.size(); ++i) {
-    const auto& x = a.listeners[i];
-    const auto& y = b.listeners[i];
-    if (x.name != y.name || x.address.to_string() != y.address.to_string() || x.tls.has_value() != y.tls.has_value())
-      return false;
+// The sockets of a generation's listeners: one per worker and listener
+// (SO_REUSEPORT), or -1 where a running listener carries over
+// (same_socket). A port of 0 is resolved by the first bind, and the other
+// workers bind that port. Sockets no worker took are closed at the end.
+class ListenerSockets {
+ public:
+  explicit ListenerSockets(unsigned workers) : fds_(workers) {}
+  ~ListenerSockets() {
+    for (auto& per_worker : fds_)
+      for (int fd : per_worker)
+        if (fd >= 0) ::close(fd);
   }
-  return true;
-}
+  ListenerSockets(const ListenerSockets&) = delete;
+  ListenerSockets& operator=(const ListenerSockets&) = delete;
+
+  // False, with `error` naming the listener, if one cannot be bound.
+  bool bind(const std::vector<conf::Listener>& wanted, const std::vector<conf::Listener>& running,
+            std::string& error) {
+    for (const auto& l : wanted) {
+      bool kept = std::any_of(running.begin(), running.end(), [&](const auto& r) { return same_socket(r, l); });
+      conf::HostPort address = l.address;
+      for (auto& per_worker : fds_) {
+        int fd = kept ? -1 : bind_listener(address, error);
+        if (!kept && fd < 0) {
+          error = "listener " + l.name + ": " + error;
+          return false;
+        }
+        per_worker.push_back(fd);
+        if (!kept && address.port == 0) address.port = local_port(fd);
+      }
+      if (!kept) bound_.push_back({l.name, address.to_string()});
+    }
+    return true;
+  }
+
+  std::vector<int> take(unsigned worker) { return std::exchange(fds_[worker], {}); }
+
+  void log_bound(const core::Logger& log) const {
+    for (const auto& [name, address] : bound_) log.info("listening", {{"listener", name}, {"address", address}});
+  }
+
+ private:
+  std::vector<std::vector<int>> fds_;                       // [worker][listener]
+  std::vector<std::pair<std::string, std::string>> bound_;  // name, address with the port bound
+};
+
 // What reload.watch watches: the config file and every certificate, key and
 // CA file it names, as written (relative paths resolve as the loaders do).
 std::vector<std::string> watched_paths(const conf::Config& cfg, const std::string& config_path) {
@@ -51,6 +86,8 @@ Server::Server(std::string config_path, core::Logger& log) : config_path_(std::m
 
 Server::~Server() {
   workers_.clear();
+  checker_.reset();
+  checker_context_.reset();
   uv_loop_close(&loop_);
 }
 
@@ -85,8 +122,12 @@ bool Server::start(std::string& error) {
   uv_async_init(&loop_, &worker_drained_, [](uv_async_t* a) {
     self(reinterpret_cast<uv_handle_t*>(a))->on_worker_drained();
   });
+  uv_async_init(&loop_, &status_round_, [](uv_async_t* a) {
+    Server* s = self(reinterpret_cast<uv_handle_t*>(a));
+    if (s->checker_) s->checker_->check_now();
+  });
   uv_timer_init(&loop_, &trim_timer_);
-  sighup_.data = sigterm_.data = sigint_.data = worker_drained_.data = trim_timer_.data = this;
+  sighup_.data = sigterm_.data = sigint_.data = worker_drained_.data = status_round_.data = trim_timer_.data = this;
   uv_timer_start(
       &trim_timer_, [](uv_timer_t* t) { self(reinterpret_cast<uv_handle_t*>(t))->maybe_trim(); }, kTrimCheckMs,
       kTrimCheckMs);
@@ -98,27 +139,9 @@ bool Server::start(std::string& error) {
   tls_ = core::TlsContexts::build(*config_, error);
   if (!tls_ || !rewatch(error)) return false;
   unsigned n = config_->workers;
-  // Every worker gets its own socket per listener (SO_REUSEPORT). A port of 0
-  // is resolved by the first bind, and the other workers bind that port.
-  std::vector<std::vector<int>> fds(n);
-  auto close_all = [&] {
-    for (auto& per_worker : fds)
-      for (int fd : per_worker) ::close(fd);
-  };
-  for (const auto& l : config_->listeners) {
-    conf::HostPort address = l.address;
-    for (unsigned i = 0; i < n; ++i) {
-      int fd = bind_listener(address, error);
-      if (fd < 0) {
-        error = "listener " + l.name + ": " + error;
-        close_all();
-        return false;
-      }
-      fds[i].push_back(fd);
-      if (address.port == 0) address.port = local_port(fd);
-    }
-    log_.info("listening", {{"listener", l.name}, {"address", address.to_string()}});
-  }
+  ListenerSockets sockets(n);
+  if (!sockets.bind(config_->listeners, {}, error)) return false;
+  sockets.log_bound(log_);
 
   process_ = std::make_unique<ProcessState>(log_);
   process_->workers = n;
@@ -133,7 +156,18 @@ bool Server::start(std::string& error) {
   registry_.counter(metrics::kConfigReloads, {"failure"});
   for (unsigned i = 0; i < n; ++i)
     workers_.push_back(
-        std::make_unique<Worker>(i, *process_, *worker_registries_[i], config_, tls_, std::move(fds[i])));
+        std::make_unique<Worker>(i, *process_, *worker_registries_[i], config_, tls_, sockets.take(i)));
+
+  // The checker reaches the workers through their mailboxes, and they reach
+  // it through status_round_; both outlive every call (close_handles).
+  process_->health.set_broadcast([this](upstream::HealthBoard::ClusterJob job) {
+    for (auto& w : workers_) w->post([job](Worker& worker) { job(worker.cluster()); });
+  });
+  process_->health.set_round_request([this] { uv_async_send(&status_round_); });
+  checker_context_ = std::make_unique<core::LoopContext>(&loop_, n, log_, registry_, config_, tls_);
+  checker_context_->scheduler().start();
+  checker_ = std::make_unique<upstream::Cluster>(*checker_context_, config_->cluster, process_->health, true);
+  checker_->start();
 
   for (auto& w : workers_) w->start();
   log_.info("started", {{"workers", n}, {"config", config_path_}, {"generation", config_->generation}});
@@ -150,28 +184,32 @@ void Server::reload() {
     return;
   }
   std::shared_ptr<const conf::Config> next = loaded.config;
-  if (!same_listeners(*config_, *next)) {
-    // Workers index their listeners (and TLS contexts) by position; until
-    // listeners can change on reload, the running set carries over.
-    log_.warn("listener changes take effect at the next restart; keeping the running listeners");
-    auto copy = std::make_shared<conf::Config>(*next);
-    copy->listeners = config_->listeners;
-    next = std::move(copy);
-  }
-  // Certificates and keys are read again, for new handshakes; a file that
-  // does not load fails the reload as a bad config does.
+  // Everything that can fail comes first, so that a failure applies nothing:
+  // certificates and keys are read again, for new handshakes, and new
+  // listeners are bound.
   std::string error;
   auto tls = core::TlsContexts::build(*next, error);
-  if (!tls) {
+  ListenerSockets sockets(static_cast<unsigned>(workers_.size()));
+  if (!tls || !sockets.bind(next->listeners, config_->listeners, error)) {
     registry_.counter(metrics::kConfigReloads, {"failure"}).inc();
     log_.error("config reload failed; keeping the running config",
                {{"error", error}, {"generation", config_->generation}});
     return;
   }
+  if (next->workers != workers_.size())
+    log_.warn("a change of workers takes effect at the next restart", {{"workers", workers_.size()}});
+  for (const auto& l : config_->listeners) {
+    bool kept = std::any_of(next->listeners.begin(), next->listeners.end(),
+                            [&](const auto& n) { return same_socket(l, n); });
+    if (!kept) log_.info("listener removed; draining its connections", {{"listener", l.name}});
+  }
+  sockets.log_bound(log_);
   config_ = std::move(next);
   tls_ = std::move(tls);
   log_.configure(config_->log);
-  for (auto& w : workers_) w->set_config(config_, tls_);
+  checker_context_->set_config(config_, tls_);
+  checker_->apply(config_->cluster);
+  for (unsigned i = 0; i < workers_.size(); ++i) workers_[i]->set_config(config_, tls_, sockets.take(i));
   registry_.counter(metrics::kConfigReloads, {"success"}).inc();
   registry_.gauge(metrics::kConfigGeneration).set(static_cast<int64_t>(config_->generation));
   log_.info("config reloaded", {{"generation", config_->generation}});
@@ -219,9 +257,13 @@ void Server::on_worker_drained() {
 
 void Server::close_handles() {
   watch_.reset();
+  if (checker_) {
+    checker_->shutdown();
+    checker_context_->scheduler().close();
+  }
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&sighup_), reinterpret_cast<uv_handle_t*>(&sigterm_),
                          reinterpret_cast<uv_handle_t*>(&sigint_), reinterpret_cast<uv_handle_t*>(&worker_drained_),
-                         reinterpret_cast<uv_handle_t*>(&trim_timer_)})
+                         reinterpret_cast<uv_handle_t*>(&status_round_), reinterpret_cast<uv_handle_t*>(&trim_timer_)})
     uv_close(h, nullptr);
 }
 

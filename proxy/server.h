@@ -13,6 +13,7 @@
 #include "conf/config.h"
 #include "proxy/core/file_watch.h"
 #include "proxy/core/log.h"
+#include "proxy/core/loop_context.h"
 #include "proxy/core/metrics.h"
 #include "proxy/core/tls_context.h"
 #include "proxy/worker.h"
@@ -65,6 +66,13 @@ class Server {
   std::vector<std::unique_ptr<metrics::Registry>> worker_registries_;
   std::unique_ptr<ProcessState> process_;
   std::vector<std::unique_ptr<Worker>> workers_;
+
+  // The process's one health checker (upstream/health_board.h says why it
+  // lives on this loop): its own loop context, and a cluster whose members
+  // run the checks over their own connections.
+  std::unique_ptr<core::LoopContext> checker_context_;
+  std::unique_ptr<upstream::Cluster> checker_;
+  uv_async_t status_round_;  // a worker asked for a Status round
 };
 
 }  // namespace sidemux

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "proxy/client_connection.h"
 #include "proxy/core/metric_names.h"
@@ -13,9 +14,17 @@ namespace sidemux {
 namespace {
 Worker* self(uv_handle_t* h) { return static_cast<Worker*>(h->data); }
 
-// The first GOAWAY is a notice; the final one follows after this long (or
-// at the end of drain_timeout, if that is shorter), as h2o does.
-constexpr uint64_t kFinalGoawayDelayMs = 1000;
+[[noreturn]] void fatal(const core::Logger& log, const std::string& error) {
+  log.error("fatal", {{"error", error}});
+  log.flush();
+  std::abort();
+}
+
+// For the member initialisers that need the loop before the body runs.
+uv_loop_t* initialised(uv_loop_t* loop) {
+  uv_loop_init(loop);
+  return loop;
+}
 }  // namespace
 
 Worker::Worker(unsigned index, ProcessState& process, metrics::Registry& registry,
@@ -25,14 +34,13 @@ Worker::Worker(unsigned index, ProcessState& process, metrics::Registry& registr
       fds_(std::move(fds)),
       streams_active_(registry.gauge(metrics::kStreamsActive)),
       downstream_in_(registry.counter(metrics::kBytes, {"downstream", "in"})),
-      downstream_out_(registry.counter(metrics::kBytes, {"downstream", "out"})) {
-  uv_loop_init(&loop_);
+      downstream_out_(registry.counter(metrics::kBytes, {"downstream", "out"})),
+      drain_(initialised(&loop_), [this](ConnectionDrain::Step step) { drain_step(step, nullptr); }) {
   context_ = std::make_unique<core::LoopContext>(&loop_, index, process.log, registry, std::move(config),
                                                  std::move(tls));
-  cluster_ = std::make_unique<upstream::Cluster>(*context_, context_->config()->cluster);
+  cluster_ = std::make_unique<upstream::Cluster>(*context_, context_->config()->cluster, process.health, false);
   uv_async_init(&loop_, &async_, [](uv_async_t* a) { self(reinterpret_cast<uv_handle_t*>(a))->on_async(); });
-  uv_timer_init(&loop_, &drain_timer_);
-  async_.data = drain_timer_.data = this;
+  async_.data = this;
 }
 
 Worker::~Worker() {
@@ -44,20 +52,8 @@ Worker::~Worker() {
 }
 
 void Worker::start() {
-  for (size_t i = 0; i < fds_.size(); ++i) {
-    auto l = std::make_unique<Listener>(*this, config()->listeners[i], i, fds_[i]);
-    std::string error;
-    // The server bound and listened on these sockets already: this cannot
-    // fail short of fd exhaustion, which is worth a loud abort.
-    if (!l->start(error)) {
-      log().error("listener failed", {{"error", error}});
-      log().flush();
-      std::abort();
-    }
-    listeners_.push_back(std::move(l));
-  }
-  // uv_tcp_open took ownership of the fds; uv_close will close them.
-  fds_.clear();
+  // uv_tcp_open takes ownership of the fds; uv_close will close them.
+  apply_listeners(std::exchange(fds_, {}));
   context_->scheduler().start();
   started_ = true;
   uv_thread_create(&thread_, [](void* arg) { static_cast<Worker*>(arg)->run(); }, this);
@@ -74,10 +70,11 @@ void Worker::run() {
 }
 
 void Worker::post(std::function<void(Worker&)> fn) {
-  {
-    std::lock_guard lock(mailbox_mu_);
-    mailbox_.push_back(std::move(fn));
-  }
+  // uv_async_send under the lock: close_handles() closes async_ only after
+  // taking it, so a send never races the close.
+  std::lock_guard lock(mailbox_mu_);
+  if (mailbox_closed_) return;
+  mailbox_.push_back(std::move(fn));
   uv_async_send(&async_);
 }
 
@@ -90,11 +87,44 @@ void Worker::on_async() {
   for (auto& job : jobs) job(*this);
 }
 
-void Worker::set_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const core::TlsContexts> tls) {
-  post([config = std::move(config), tls = std::move(tls)](Worker& w) {
+void Worker::set_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const core::TlsContexts> tls,
+                        std::vector<int> fds) {
+  post([config = std::move(config), tls = std::move(tls), fds = std::move(fds)](Worker& w) mutable {
     w.context_->set_config(config, tls);
     w.cluster_->apply(config->cluster);
+    w.apply_listeners(std::move(fds));
   });
+}
+
+void Worker::apply_listeners(std::vector<int> fds) {
+  const auto& wanted = config()->listeners;
+  std::vector<std::unique_ptr<Listener>> next;
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    if (fds[i] < 0) {
+      auto kept = std::find_if(listeners_.begin(), listeners_.end(),
+                               [&](const auto& l) { return same_socket(l->conf(), wanted[i]); });
+      // The server decided "kept" against the generation these listeners
+      // came from; a miss is a bug, not a runtime condition.
+      if (kept == listeners_.end()) fatal(log(), "no running listener to keep: " + wanted[i].name);
+      (*kept)->update(wanted[i], i, tls());
+      next.push_back(std::move(*kept));
+      listeners_.erase(kept);
+      continue;
+    }
+    auto l = std::make_unique<Listener>(*this, wanted[i], i, tls(), fds[i]);
+    std::string error;
+    // The server bound and listened on this socket already: this cannot
+    // fail short of fd exhaustion, which is worth a loud abort.
+    if (!l->start(error)) fatal(log(), "listener failed: " + error);
+    log().debug("listener accepting", {{"listener", wanted[i].name}, {"worker", index()}});
+    next.push_back(std::move(l));
+  }
+  for (auto& removed : listeners_) {
+    log().debug("listener retired", {{"listener", removed->name()}, {"worker", index()}});
+    removed->retire();
+    retired_.push_back(std::move(removed));
+  }
+  listeners_ = std::move(next);
 }
 
 void Worker::drain(std::function<void()> done) {
@@ -114,6 +144,10 @@ void Worker::adopt(std::unique_ptr<ClientConnection> conn) {
   connections_.push_back(std::move(conn));
 }
 
+void Worker::release(Listener* retired) {
+  std::erase_if(retired_, [&](const auto& l) { return l.get() == retired; });
+}
+
 void Worker::release(ClientConnection* conn) {
   // Swap-with-last keeps removal O(1) with thousands of connections.
   size_t slot = conn->slot;
@@ -127,25 +161,28 @@ void Worker::begin_drain() {
   if (draining_) return;
   draining_ = true;
   for (auto& l : listeners_) l->close();
-  // shutdown() may close connections, which only happens in later close
-  // callbacks, so iterating the list here is safe.
-  for (auto& c : connections_) c->shutdown(false);
-  uint64_t drain_ms = static_cast<uint64_t>(config()->limits.drain_timeout.count());
-  uv_timer_start(&drain_timer_, on_drain_timer, std::min(kFinalGoawayDelayMs, drain_ms), 0);
+  drain_.start(config()->limits.drain_timeout);
   finish_drain_if_empty();
 }
 
-void Worker::on_drain_timer(uv_timer_t* t) {
-  Worker* w = self(reinterpret_cast<uv_handle_t*>(t));
-  if (!w->final_goaway_sent_) {
-    w->final_goaway_sent_ = true;
-    for (auto& c : w->connections_) c->shutdown(true);
-    uint64_t drain_ms = static_cast<uint64_t>(w->config()->limits.drain_timeout.count());
-    uv_timer_start(t, on_drain_timer, drain_ms > kFinalGoawayDelayMs ? drain_ms - kFinalGoawayDelayMs : 0, 0);
-    return;
+void Worker::drain_step(ConnectionDrain::Step step, const Listener* only) {
+  using Step = ConnectionDrain::Step;
+  if (step == Step::deadline) {
+    size_t open = std::count_if(connections_.begin(), connections_.end(),
+                                [&](const auto& c) { return !only || &c->listener() == only; });
+    log().warn("drain timeout: closing connections with open streams",
+               {{"connections", open}, {"listener", only ? only->name() : std::string("*")}});
   }
-  w->log().warn("drain timeout: closing connections with open streams", {{"connections", w->connections_.size()}});
-  for (auto& c : w->connections_) c->close();
+  // shutdown() and close() free connections only in later close callbacks,
+  // so iterating the list here is safe.
+  for (auto& c : connections_) {
+    if (only && &c->listener() != only) continue;
+    if (step == Step::deadline) {
+      c->close();
+    } else {
+      c->shutdown(step == Step::final_notice);
+    }
+  }
 }
 
 void Worker::finish_drain_if_empty() {
@@ -157,9 +194,13 @@ void Worker::finish_drain_if_empty() {
 void Worker::close_handles() {
   // Member connections go last: client streams on them are gone by now.
   cluster_->shutdown();
+  {
+    std::lock_guard lock(mailbox_mu_);
+    mailbox_closed_ = true;
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   context_->scheduler().close();
-  uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
+  drain_.close(nullptr);
   // Handles that remain (listeners already closing) end with the loop;
   // the callback that says so runs last on this thread.
   if (drain_done_) {

@@ -17,6 +17,7 @@
 #include "proxy/core/log.h"
 #include "proxy/core/loop_context.h"
 #include "proxy/core/metrics.h"
+#include "proxy/connection_drain.h"
 #include "proxy/core/tls_context.h"
 #include "proxy/local_handlers.h"
 #include "upstream/cluster.h"
@@ -34,6 +35,8 @@ struct ProcessState {
   std::atomic<uint64_t> connections_closed{0};        // ever, for the Server's malloc_trim
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   unsigned workers = 1;
+  // Members' health, written by the one checker (Server), read by every worker.
+  upstream::HealthBoard health;
 };
 
 class Worker {
@@ -49,14 +52,18 @@ class Worker {
   void start();  // runs the loop on a new thread
   void join();
 
-  // Thread-safe: runs fn on the worker's thread.
+  // Thread-safe: runs fn on the worker's thread; dropped once the worker
+  // closed its handles (the health checker may still post then).
   void post(std::function<void(Worker&)> fn);
   // Thread-safe: stop accepting, drain connections up to drain_timeout, end
   // the loop. `done` runs on the worker thread as its last act.
   void drain(std::function<void()> done);
   // Thread-safe: connections accepted from now on use `config` and its
-  // TLS contexts.
-  void set_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const core::TlsContexts> tls);
+  // TLS contexts. `fds` has one entry per listener of `config`: a bound,
+  // listening socket for a new listener, -1 for a running one it keeps
+  // (same_socket). Running listeners `config` does not name are retired.
+  void set_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const core::TlsContexts> tls,
+                  std::vector<int> fds);
 
   // Worker-thread API.
   // What the pieces on this worker's loop (transports, upstream/) use of it.
@@ -78,12 +85,15 @@ class Worker {
 
   void adopt(std::unique_ptr<ClientConnection> conn);
   void release(ClientConnection* conn);  // from the connection's last close callback
+  void release(Listener* retired);       // from a retired listener's last close callback
+  // A drain step for the connections of `only` (a retired listener), or all.
+  void drain_step(ConnectionDrain::Step step, const Listener* only);
 
  private:
   void run();
   void on_async();
+  void apply_listeners(std::vector<int> fds);
   void begin_drain();
-  static void on_drain_timer(uv_timer_t* t);
   void finish_drain_if_empty();
   void close_handles();
 
@@ -98,18 +108,19 @@ class Worker {
   std::unique_ptr<core::LoopContext> context_;
   std::unique_ptr<upstream::Cluster> cluster_;
   uv_async_t async_;
-  uv_timer_t drain_timer_;
+  ConnectionDrain drain_;
   uv_thread_t thread_{};
   bool started_ = false;
 
   std::mutex mailbox_mu_;
   std::vector<std::function<void(Worker&)>> mailbox_;
+  bool mailbox_closed_ = false;  // async_ is closing: post() drops jobs
 
-  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<std::unique_ptr<Listener>> listeners_;  // in config order
+  std::vector<std::unique_ptr<Listener>> retired_;    // removed by a reload, draining
   std::vector<std::unique_ptr<ClientConnection>> connections_;
 
   bool draining_ = false;
-  bool final_goaway_sent_ = false;
   bool closing_ = false;
   std::function<void()> drain_done_;
 };

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "proxy/core/loop_context.h"
+#include "proxy/core/metric_names.h"
 
 namespace sidemux::upstream {
 
@@ -11,11 +12,17 @@ namespace {
 constexpr uint64_t kSweepMs = 250;
 }  // namespace
 
-Cluster::Cluster(core::LoopContext& context, const conf::Cluster& conf) : context_(context), balancer_(conf.balance) {
+Cluster::Cluster(core::LoopContext& context, const conf::Cluster& conf, HealthBoard& board, bool checks)
+    : context_(context),
+      board_(board),
+      checks_(checks),
+      routed_leader_(context.metrics().counter(metrics::kEtcdRouted, {"leader"})),
+      routed_balanced_(context.metrics().counter(metrics::kEtcdRouted, {"balanced"})),
+      balancer_(conf.balance) {
   uv_timer_init(context.loop(), &sweep_timer_);
   sweep_timer_.data = this;
   members_.reserve(conf.members.size());
-  for (const auto& m : conf.members) members_.push_back(std::make_shared<Member>(context, *this, m));
+  for (const auto& m : conf.members) members_.push_back(std::make_shared<Member>(context, *this, board, m, checks));
 }
 
 void Cluster::start() {
@@ -34,7 +41,21 @@ bool Cluster::any_healthy() const {
   return false;
 }
 
-std::shared_ptr<Member> Cluster::pick(uint64_t& tried) {
+std::shared_ptr<Member> Cluster::pick(uint64_t& tried, Route route) {
+  if (route == Route::leader) {
+    const auto& etcd = context_.config()->cluster.etcd;
+    if (etcd && etcd->leader_routing) {
+      for (size_t i = 0; i < members_.size() && i < 64; ++i) {
+        Member& m = *members_[i];
+        if (m.leader() && m.eligible() && !((tried >> i) & 1)) {
+          routed_leader_.inc();
+          tried |= uint64_t{1} << i;
+          return members_[i];
+        }
+      }
+      routed_balanced_.inc();
+    }
+  }
   size_t i = balancer_.pick(members_, tried);
   if (i == Balancer::kNone) return nullptr;
   if (i < 64) tried |= uint64_t{1} << i;
@@ -53,7 +74,7 @@ void Cluster::apply(const conf::Cluster& next) {
       kept.push_back(std::move(*it));
       members_.erase(it);
     } else {
-      kept.push_back(std::make_shared<Member>(context_, *this, conf));
+      kept.push_back(std::make_shared<Member>(context_, *this, board_, conf, checks_));
       kept.back()->start();
     }
   }
@@ -65,6 +86,19 @@ void Cluster::apply(const conf::Cluster& next) {
   members_ = std::move(kept);
   if (!retired_.empty() && !uv_is_active(reinterpret_cast<uv_handle_t*>(&sweep_timer_)))
     uv_timer_start(&sweep_timer_, on_sweep, kSweepMs, kSweepMs);
+}
+
+std::vector<Member*> Cluster::members_with(const SharedHealth* state) {
+  std::vector<Member*> out;
+  for (auto& m : members_)
+    if (m->shared() == state) out.push_back(m.get());
+  for (auto& r : retired_)
+    if (r.member->shared() == state) out.push_back(r.member.get());
+  return out;
+}
+
+void Cluster::check_now() {
+  for (auto& m : members_) m->check_now();
 }
 
 void Cluster::on_sweep(uv_timer_t* t) {
@@ -95,10 +129,11 @@ std::string list_members(const std::vector<std::shared_ptr<Member>>& members, st
 }
 
 void describe_health(const Member& m, std::string& out) {
-  out += to_string(m.health());
-  if (!m.health_reason().empty()) {
+  auto snapshot = m.health_snapshot();
+  out += to_string(snapshot->health);
+  if (!snapshot->reason.empty()) {
     out += ", ";
-    out += m.health_reason();
+    out += snapshot->reason;
   }
 }
 
@@ -107,6 +142,22 @@ void describe_health(const Member& m, std::string& out) {
 Cluster::HealthSummary Cluster::health() const {
   if (any_healthy()) return {true, ""};
   return {false, list_members(members_, "no healthy member", describe_health)};
+}
+
+std::string Cluster::alarms() const {
+  // Alarms are the cluster's (raft carries them to every member), so the
+  // first member that reports any speaks for all.
+  for (const auto& m : members_) {
+    auto snapshot = m->health_snapshot();
+    if (!snapshot->etcd || snapshot->etcd->alarms.empty()) continue;
+    std::string out = "alarm reported by " + m->name() + ": ";
+    for (size_t i = 0; i < snapshot->etcd->alarms.size(); ++i) {
+      if (i > 0) out += "; ";
+      out += snapshot->etcd->alarms[i];
+    }
+    return out;
+  }
+  return "";
 }
 
 std::string Cluster::unavailable_reason() const {

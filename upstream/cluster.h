@@ -1,5 +1,6 @@
-// The members of the config in force, as one worker sees them, and the
-// balancer that picks one per stream. A reload applies a new member list in
+// The members of the config in force, as one loop sees them, and the
+// balancer that picks one per stream. Each worker has one; the health
+// checker has its own (checks on), on the server's main loop. A reload applies a new member list in
 // place: members whose name and address stay keep their connections and
 // health; new ones start; removed ones retire: they take no new streams,
 // their open streams finish for up to limits.drain_timeout, then their
@@ -14,7 +15,9 @@
 #include <vector>
 
 #include "conf/config.h"
+#include "proxy/core/metrics.h"
 #include "upstream/balancer.h"
+#include "upstream/health_board.h"
 #include "upstream/member.h"
 
 namespace sidemux::core {
@@ -23,9 +26,14 @@ class LoopContext;
 
 namespace sidemux::upstream {
 
+// Where a stream should go: kind etcd's writes to the leader (etcd_routes.h).
+enum class Route { balanced, leader };
+
 class Cluster {
  public:
-  Cluster(core::LoopContext& context, const conf::Cluster& conf);
+  // `checks`: this is the checker's cluster, whose members run the health
+  // checks; a worker's only reads their verdicts from `board`.
+  Cluster(core::LoopContext& context, const conf::Cluster& conf, HealthBoard& board, bool checks);
 
   void start();     // health checks (each opens its member's first connection)
   void shutdown();  // stop checks, close every member connection
@@ -34,7 +42,16 @@ class Cluster {
   const std::vector<std::shared_ptr<Member>>& members() const { return members_; }
   // The member for a new stream, skipping those marked in `tried` (by
   // index), which gets the chosen one added. nullptr when none is eligible.
-  std::shared_ptr<Member> pick(uint64_t& tried);
+  // Route::leader (with etcd.leader_routing) takes the leader while it is
+  // eligible and not tried, else the balancer's choice: leader routing
+  // never fails a stream the balancer would have placed.
+  std::shared_ptr<Member> pick(uint64_t& tried, Route route = Route::balanced);
+  // This loop's members (current and retired) that share `state`.
+  std::vector<Member*> members_with(const SharedHealth* state);
+  // A Status round now (etcd answered "not leader"); any loop.
+  void request_status_round() const { board_.request_round(); }
+  // The checker's cluster: each member checks now (see HealthCheck::run_soon).
+  void check_now();
 
   // At least one member healthy, else a reason naming each member's state
   // (the text /health, /readyz and UNAVAILABLE answers carry).
@@ -44,6 +61,9 @@ class Cluster {
   };
   HealthSummary health() const;
   bool any_healthy() const;
+  // kind etcd: the alarms members reported (Status errors), "" when none.
+  // They fail /health as etcd's own /health does, never a member.
+  std::string alarms() const;
   // Why no member can take a stream: each member's health and ejection.
   std::string unavailable_reason() const;
 
@@ -55,6 +75,10 @@ class Cluster {
   static void on_sweep(uv_timer_t* t);
 
   core::LoopContext& context_;
+  HealthBoard& board_;
+  bool checks_;
+  metrics::Counter& routed_leader_;
+  metrics::Counter& routed_balanced_;
   std::vector<std::shared_ptr<Member>> members_;
   std::vector<Retired> retired_;
   uv_timer_t sweep_timer_;  // retired members: force-close and free

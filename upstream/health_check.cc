@@ -4,6 +4,7 @@
 #include <array>
 #include <cstring>
 
+#include "parsers/etcd_status.h"
 #include "parsers/grpc.h"
 #include "proxy/core/header_list.h"
 #include "proxy/core/loop_context.h"
@@ -14,9 +15,8 @@ namespace sidemux::upstream {
 
 namespace {
 
-// An empty HealthCheckRequest (service "") in gRPC framing: uncompressed,
-// length 0.
-constexpr std::array<uint8_t, 5> kRequest = {0, 0, 0, 0, 0};
+// An empty HealthCheckRequest (service "") or StatusRequest.
+constexpr auto& kRequest = parsers::grpc::kEmptyMessage;
 // HealthCheckResponse.status is field 1, a varint; SERVING is 1.
 constexpr uint8_t kStatusFieldTag = 0x08;
 constexpr uint8_t kServing = 1;
@@ -28,7 +28,8 @@ int to_int(std::string_view v, int fallback) {
 
 }  // namespace
 
-HealthCheck::HealthCheck(core::LoopContext& context, Member& member) : context_(context), member_(member) {
+HealthCheck::HealthCheck(core::LoopContext& context, Member& member)
+    : context_(context), member_(member), etcd_(context.config()->cluster.kind == conf::ClusterKind::etcd) {
   uv_timer_init(context.loop(), &timer_);
   timer_.data = this;
 }
@@ -46,21 +47,26 @@ void HealthCheck::stop() {
            [](uv_handle_t* h) { static_cast<HealthCheck*>(h->data)->closed_ = true; });
 }
 
+void HealthCheck::run_soon() {
+  if (stopped_ || in_flight_) return;
+  uint64_t since = uv_now(context_.loop()) - started_;
+  arm(since >= kMinGapMs ? 0 : kMinGapMs - since);
+}
+
 void HealthCheck::arm(uint64_t ms) { uv_timer_start(&timer_, on_timer, ms, 0); }
 
 void HealthCheck::on_timer(uv_timer_t* t) {
   auto* self = static_cast<HealthCheck*>(t->data);
   if (self->in_flight_) {
-    UpstreamSession* session = self->session_;
     // The next check goes out at once: a member that stopped answering is
     // down after interval + unhealthy_threshold x timeout, not after
     // threshold intervals. (Refused connects fail at once, so only a
     // timeout may skip the interval without spinning.)
     self->finish({false, "health check timed out"}, 0);
-    // Not a byte on the connection since the check went out: it is dead
-    // (a stopped member, a dropped network), and streams on it would hang.
-    if (session && session->silent_since(self->started_))
-      session->close("member stopped answering (health check timed out)");
+    // Connections, here and on every worker, that heard nothing since the
+    // check went out are dead (a stopped member, a dropped network), and
+    // streams on them would hang.
+    self->member_.on_check_timeout(self->started_);
   } else {
     self->run();
   }
@@ -85,7 +91,7 @@ void HealthCheck::run() {
   core::HeaderList fields = {{":method", "POST"},
                        {":scheme", context_.config()->cluster.tls ? "https" : "http"},
                        {":authority", authority},
-                       {":path", "/grpc.health.v1.Health/Check"},
+                       {":path", etcd_ ? "/etcdserverpb.Maintenance/Status" : "/grpc.health.v1.Health/Check"},
                        {"content-type", "application/grpc"},
                        {"te", "trailers"},
                        {"user-agent", "sidemux-health-check"}};
@@ -114,8 +120,8 @@ void HealthCheck::on_response_header(std::string_view name, std::string_view val
 void HealthCheck::on_response_headers_end(bool, bool) {}
 
 void HealthCheck::on_response_data(const uint8_t* data, size_t len, bool) {
-  size_t n = std::min(len, sizeof body_ - body_len_);
-  std::memcpy(body_ + body_len_, data, n);
+  size_t n = std::min(len, body_.size() - body_len_);
+  std::memcpy(body_.data() + body_len_, data, n);
   body_len_ += n;
   if (session_ && len > 0) session_->consume(stream_id_, len);
 }
@@ -127,12 +133,13 @@ void HealthCheck::on_upstream_close(Close kind, uint32_t, std::string_view reaso
     finish({false, "health check: " + std::string(reason)});
     return;
   }
-  Outcome v = judge(http_status_, grpc_status_, body_, body_len_);
+  CheckResult v = etcd_ ? judge_etcd(member_.name(), http_status_, grpc_status_, {body_.data(), body_len_})
+                        : judge(http_status_, grpc_status_, body_.data(), body_len_);
   if (!v.ok && !grpc_message_.empty()) v.reason += ": " + grpc_message_;
   finish(std::move(v));
 }
 
-HealthCheck::Outcome HealthCheck::judge(int http_status, int grpc_status, const uint8_t* body, size_t len) {
+CheckResult HealthCheck::judge(int http_status, int grpc_status, const uint8_t* body, size_t len) {
   if (http_status != 200) return {false, "health check: HTTP status " + std::to_string(http_status)};
   if (grpc_status == static_cast<int>(parsers::grpc::Status::unimplemented)) return {true, ""};
   if (grpc_status != 0) {
@@ -144,13 +151,44 @@ HealthCheck::Outcome HealthCheck::judge(int http_status, int grpc_status, const 
   return {true, ""};
 }
 
-void HealthCheck::finish(Outcome verdict, std::optional<uint64_t> next_ms) {
+CheckResult HealthCheck::judge_etcd(std::string_view member, int http_status, int grpc_status,
+                                    std::span<const uint8_t> body) {
+  if (http_status != 200) return {false, "health check: HTTP status " + std::to_string(http_status)};
+  if (grpc_status != 0)
+    return {false, "health check: Status grpc-status " + std::string(parsers::grpc::status_name(grpc_status))};
+  std::span<const uint8_t> message;
+  if (const char* why = parsers::grpc::unary_message(body, message))
+    return {false, std::string("health check: Status answer: ") + why};
+  parsers::etcd::StatusResponse status;
+  if (const char* why = parsers::etcd::decode_status_response(message, status))
+    return {false, std::string("health check: Status answer: ") + why};
+  CheckResult result;
+  EtcdView& view = result.etcd.emplace();
+  view.member_id = status.header.member_id;
+  view.leader = status.leader;
+  view.raft_term = status.raft_term;
+  view.learner = status.is_learner;
+  view.db_size = status.db_size;
+  for (std::string_view e : status.errors())
+    if (e != "etcdserver: no leader") view.alarms.emplace_back(e);
+  if (!status.has_leader()) {
+    result.reason = "member " + std::string(member) + " has no leader";
+    result.lost_leader = true;
+  } else if (status.is_learner) {
+    result.reason = "member " + std::string(member) + " is a learner";
+  } else {
+    result.ok = true;
+  }
+  return result;
+}
+
+void HealthCheck::finish(CheckResult verdict, std::optional<uint64_t> next_ms) {
   in_flight_ = false;
   if (session_) {
     session_->reset(stream_id_, NGHTTP2_CANCEL);
     session_ = nullptr;
   }
-  member_.on_health_check(verdict.ok, std::move(verdict.reason));
+  member_.on_health_check(std::move(verdict));
   if (!stopped_)
     arm(next_ms.value_or(static_cast<uint64_t>(context_.config()->cluster.health_check.interval.count())));
 }

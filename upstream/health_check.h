@@ -1,16 +1,21 @@
-// Active health checking of one member from one worker:
-// grpc.health.v1.Health/Check with service "" every health_check.interval,
-// over the member's pooled HTTP/2 connections, failed when no answer came
-// within health_check.timeout. The Member turns results into its health
-// with the configured thresholds.
+// Active health checking of one member, once for the process (on the
+// checker's loop: health_board.h): every health_check.interval
+// grpc.health.v1.Health/Check with service "", or for kind etcd
+// etcdserverpb.Maintenance/Status (etcd's health service says SERVING even
+// without a leader), over the member's pooled HTTP/2 connections, failed
+// when no answer came within health_check.timeout. The Member turns results
+// into its health with the configured thresholds.
 #pragma once
 
 #include <uv.h>
 
+#include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 
+#include "upstream/shared_health.h"
 #include "upstream/stream_handler.h"
 
 namespace sidemux::core {
@@ -22,6 +27,14 @@ namespace sidemux::upstream {
 class Member;
 class UpstreamSession;
 
+// What one health check found.
+struct CheckResult {
+  bool ok = false;
+  std::string reason;
+  bool lost_leader = false;      // etcd: a Status answer naming no leader
+  std::optional<EtcdView> etcd;  // etcd: the Status answer, when one came
+};
+
 class HealthCheck final : public StreamHandler {
  public:
   HealthCheck(core::LoopContext& context, Member& member);
@@ -31,16 +44,20 @@ class HealthCheck final : public StreamHandler {
 
   void start();  // the first check runs at once
   void stop();   // cancel a check in flight; the timer closes on a later turn
+  // The next check at once, unless one is under way or one went out less
+  // than kMinGapMs ago (answers of many streams may ask for it together).
+  void run_soon();
   bool closed() const { return closed_; }
 
+  static constexpr uint64_t kMinGapMs = 20;
+
   // What a check's answer means; exposed for unit tests.
-  struct Outcome {
-    bool ok;
-    std::string reason;
-  };
   // grpc-status -1 means the answer carried none. UNIMPLEMENTED counts as
   // healthy: the member answers gRPC but registers no health service.
-  static Outcome judge(int http_status, int grpc_status, const uint8_t* body, size_t len);
+  static CheckResult judge(int http_status, int grpc_status, const uint8_t* body, size_t len);
+  // etcd's StatusResponse: passes with a leader and as a voting member.
+  static CheckResult judge_etcd(std::string_view member, int http_status, int grpc_status,
+                                std::span<const uint8_t> body);
 
   // StreamHandler, in the order of a check: request out, answer in.
   ssize_t read_request_body(uint8_t* buf, size_t len, uint32_t* data_flags) override;
@@ -53,7 +70,7 @@ class HealthCheck final : public StreamHandler {
   static void on_timer(uv_timer_t* t);
   void run();
   // The next check after `next_ms`, by default health_check.interval.
-  void finish(Outcome verdict, std::optional<uint64_t> next_ms = std::nullopt);
+  void finish(CheckResult verdict, std::optional<uint64_t> next_ms = std::nullopt);
   void arm(uint64_t ms);
 
   core::LoopContext& context_;
@@ -69,7 +86,11 @@ class HealthCheck final : public StreamHandler {
   int http_status_ = 0;
   int grpc_status_ = -1;
   std::string grpc_message_;
-  uint8_t body_[16];  // a HealthCheckResponse is 2 bytes after its 5-byte prefix
+  bool etcd_;  // kind etcd at construction: Maintenance/Status checks
+  // A HealthCheckResponse is 2 bytes after its 5-byte prefix; a
+  // StatusResponse about 100, plus its errors. A longer answer is cut here
+  // and fails to decode: a member cannot make a check buffer more.
+  std::array<uint8_t, 4096> body_;
   size_t body_len_ = 0;
 };
 

@@ -78,6 +78,14 @@ void Pool::drain() {
   }
 }
 
+void Pool::close_silent(uint64_t since, std::string_view why) {
+  std::vector<UpstreamSession*> silent;
+  for (List* list : {&ready_, &draining_})
+    for (auto& s : *list)
+      if (s->silent_since(since)) silent.push_back(s.get());
+  for (UpstreamSession* s : silent) s->close(why);
+}
+
 void Pool::shutdown() {
   shut_down_ = true;
   // close() moves each session to closed_, so walk copies of the lists.

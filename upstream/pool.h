@@ -7,9 +7,9 @@
 //   draining_    no new streams (member GOAWAY, retirement); closes after its
 //                last stream
 // A closed session leaves every list and is freed from its last close
-// callback. Connections open on demand; the member's health checks, which
-// run over the pool, open one every interval while there is none, so a
-// member's state is known before the first stream and a dead member is not
+// callback. Connections open on demand; in the checker's pool the member's
+// health checks open one every interval while there is none, so a member's
+// state is known before the first stream and a dead member is not
 // reconnected more often than it is checked.
 #pragma once
 
@@ -41,6 +41,9 @@ class Pool {
   void shutdown();
   // No new streams; each connection closes after its last stream.
   void drain();
+  // Close the up connections that read nothing since uv_now() time `since`:
+  // the member stopped answering, and streams on them would hang.
+  void close_silent(uint64_t since, std::string_view why);
   bool empty() const { return connecting_.empty() && ready_.empty() && draining_.empty() && closed_.empty(); }
   const std::string& last_failure() const { return last_failure_; }
 

@@ -34,7 +34,8 @@ inline const Family kUpstreamConnectionsActive{
     "sidemux_upstream_connections_active", "Open HTTP/2 connections to a member.",
     Type::gauge, {"member"}};
 inline const Family kMemberUp{
-    "sidemux_member_up", "1 when the member is healthy, else 0.", Type::gauge, {"member"}, {}, Merge::max};
+    "sidemux_member_up", "1 when the member is healthy, else 0 (one health checker per process).",
+    Type::gauge, {"member"}};
 inline const Family kMemberActiveStreams{
     "sidemux_member_active_streams", "Streams open to a member.", Type::gauge, {"member"}};
 inline const Family kConfigReloads{
@@ -44,6 +45,12 @@ inline const Family kConfigGeneration{
 inline const Family kBytes{
     "sidemux_bytes_total", "Bytes moved, by side and direction.",
     Type::counter, {"side", "direction"}};
+inline const Family kEtcdLeader{
+    "sidemux_etcd_leader", "1 for the member the last Status round named leader (kind etcd).",
+    Type::gauge, {"member"}};
+inline const Family kEtcdRouted{
+    "sidemux_etcd_routed_total", "Write streams by where they went: the leader, or the balancer (kind etcd).",
+    Type::counter, {"route"}};
 inline const Family kLogLinesDropped{
     "sidemux_log_lines_dropped_total", "Log lines dropped because the log buffer was full.", Type::counter, {}};
 

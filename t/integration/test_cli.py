@@ -1,12 +1,13 @@
 """Command line: --version, --check, start-up failures, probe."""
 
 import json
+import os
 import re
 import socket
 
 import pytest
 
-from conftest import HOST, base_config, dead_port, run, to_yaml
+from conftest import HOST, Sidemux, base_config, dead_port, run, to_yaml
 
 GOOD_CONFIG = """\
 listeners:
@@ -198,3 +199,18 @@ def test_probe_404_fails(sidemux_bin, sidemux):
 def test_probe_closed_port_fails(sidemux_bin):
     proc = run([sidemux_bin, "probe", f"http://{HOST}:{dead_port()}/livez"], timeout=15)
     assert proc.returncode != 0
+
+
+def test_workers_auto_follows_the_cpu_affinity(sidemux_bin, tmp_path):
+    """workers: auto counts the CPUs the process may run on, not the host's."""
+    allowed = sorted(os.sched_getaffinity(0))
+    cfg = base_config(workers="auto")
+    sm = Sidemux("/usr/bin/taskset", tmp_path, cfg)
+    sm.args = ["-c", str(allowed[0]), sidemux_bin, "-c", sm.config_path]
+    try:
+        sm.start()
+        started = sm.wait_log(lambda e: e.get("msg") == "started", timeout=10)
+        assert started is not None and started["workers"] == 1, started
+        assert sm.get("/debug/vars").json()["workers"] == 1
+    finally:
+        assert sm.stop() == 0

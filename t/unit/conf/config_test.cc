@@ -280,6 +280,13 @@ const BadConfig kBadConfigs[] = {
     {"yaml_unclosed_flow", "listeners: [\n", "t.yaml:2:1: yaml: end of sequence flow not found"},
     {"yaml_undefined_alias", kBase + "workers: *n\n", "t.yaml:3:10: yaml: the referenced anchor is not defined"},
     {"yaml_two_documents", kBase + "---\nworkers: 2\n", "t.yaml:4:1: yaml: expected a single document"},
+    {"yaml_empty_second_document", kBase + "---\n", "t.yaml:4:1: yaml: expected a single document"},
+    // yaml-cpp 0.7 loops forever, allocating, on these (found by t/fuzz/config).
+    {"yaml_lone_comma", ",", R"(t.yaml:1:1: yaml: unexpected ",")"},
+    // yaml-cpp names a bad escape with the raw byte (found by t/fuzz/config).
+    {"yaml_control_byte_in_message", "x: \"\\\x01\"\n", R"(t.yaml:1:7: yaml: unknown escape character: \x01)"},
+    {"control_byte_in_key", kBase + "\"a\\tb\": 1\n", R"(t.yaml:3:1: a\x09b: unknown key)"},
+    {"yaml_comma_before_mapping", ",listeners:\n  - name: c\n", R"(t.yaml:1:1: yaml: unexpected ",")"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Config, ConfigErrorTest, testing::ValuesIn(kBadConfigs),

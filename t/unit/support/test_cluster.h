@@ -1,6 +1,7 @@
 // A real upstream::Cluster on a TestContext whose loop never runs during the
 // test, so it opens no socket and no member connection; members, pools and
-// metrics are the real objects. The destructor shuts the cluster down and
+// metrics are the real objects. It is a checker's cluster (its members take
+// health check results), over its own HealthBoard. The destructor shuts the cluster down and
 // runs the loop until its handles closed.
 #pragma once
 
@@ -13,7 +14,8 @@ namespace sidemux::unit {
 
 class TestCluster {
  public:
-  explicit TestCluster(const std::string& yaml) : test(yaml), cluster_(test.context, test.config->cluster) {}
+  explicit TestCluster(const std::string& yaml)
+      : test(yaml), cluster_(test.context, test.config->cluster, board, true) {}
   ~TestCluster() {
     cluster_.shutdown();
     test.finish();
@@ -26,6 +28,7 @@ class TestCluster {
 
   TestContext test;
   metrics::Registry& registry = test.registry;
+  upstream::HealthBoard board;
 
  private:
   upstream::Cluster cluster_;

@@ -112,7 +112,7 @@ class TestProxy {
                            std::to_string(port_) + "'}]" + (cluster_yaml.empty() ? "" : ", " + cluster_yaml) +
                            "}\n")),
         worker(0, process, registry, config, tls_contexts(config), {}),
-        listener(worker, config->listeners[0], 0, -1) {
+        listener(worker, config->listeners[0], 0, worker.tls(), -1) {
     ignore_sigpipe();
     process.registries.push_back(&registry);
     member.start(worker.loop());
