@@ -1,5 +1,6 @@
 #include "parsers/grpc.h"
 
+#include <algorithm>
 #include <array>
 #include <limits>
 
@@ -36,6 +37,41 @@ bool parse_timeout(std::string_view text, std::chrono::nanoseconds& out) {
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
   out = std::chrono::nanoseconds(value > kMax / unit_ns ? kMax : value * unit_ns);
   return true;
+}
+
+std::string format_timeout(std::chrono::nanoseconds d) {
+  constexpr int64_t kMaxValue = 99'999'999;
+  struct Unit {
+    int64_t ns;
+    char suffix;
+  };
+  static constexpr std::array<Unit, 6> kUnits = {{{1, 'n'},
+                                                  {1'000, 'u'},
+                                                  {1'000'000, 'm'},
+                                                  {1'000'000'000, 'S'},
+                                                  {60'000'000'000, 'M'},
+                                                  {3'600'000'000'000, 'H'}}};
+  int64_t ns = std::max<int64_t>(d.count(), 1);
+  for (const Unit& u : kUnits) {
+    int64_t value = ns / u.ns + (ns % u.ns != 0);
+    if (value <= kMaxValue) return std::to_string(value) + u.suffix;
+  }
+  return std::to_string(kMaxValue) + 'H';
+}
+
+NotGrpc check_request(std::string_view method, std::string_view content_type) {
+  if (method != "POST") return {405, "gRPC requests use the POST method"};
+  // Media types are case-insensitive (RFC 9110 8.3.1).
+  auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+  bool grpc = content_type.size() >= kContentType.size() &&
+              std::equal(kContentType.begin(), kContentType.end(), content_type.begin(),
+                         [&](char a, char b) { return a == lower(b); });
+  if (grpc && content_type.size() > kContentType.size()) {
+    char next = content_type[kContentType.size()];
+    grpc = next == '+' || next == ';';
+  }
+  if (!grpc) return {415, "gRPC requests have content-type application/grpc"};
+  return {};
 }
 
 std::string percent_encode(std::string_view message) {

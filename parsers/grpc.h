@@ -24,6 +24,19 @@ std::string_view status_name(int code);
 
 // grpc-timeout: 1 to 8 ASCII digits followed by H, M, S, m, u or n.
 bool parse_timeout(std::string_view text, std::chrono::nanoseconds& out);
+// The reverse, in the finest unit whose value fits 8 digits, rounded up (as
+// gRPC clients encode it); at least "1n", at most "99999999H".
+std::string format_timeout(std::chrono::nanoseconds d);
+
+// Why a request cannot be gRPC at all, with the HTTP status gRPC's HTTP/2
+// protocol gives the answer: 405 for a method other than POST, 415 for a
+// content-type that is not application/grpc, application/grpc+<subtype> or
+// application/grpc;<params>. http_status 0: the request may be gRPC.
+struct NotGrpc {
+  int http_status = 0;
+  std::string_view message;
+};
+NotGrpc check_request(std::string_view method, std::string_view content_type);
 
 // grpc-message is percent-encoded (gRPC over HTTP/2 spec): bytes outside
 // 0x20..0x7e and '%' itself become %XX.

@@ -72,9 +72,22 @@ ProxiedStream::~ProxiedStream() {
 }
 
 void ProxiedStream::start() {
+  // What cannot be gRPC is answered here: a member would reset it, and the
+  // client, not the member, is at fault.
+  grpc::NotGrpc bad = grpc::check_request(core::find_header(request_headers_, ":method"),
+                                          core::find_header(request_headers_, "content-type"));
+  if (bad.http_status != 0) {
+    respond_not_grpc(bad.http_status, bad.message);
+    return;
+  }
   std::string_view timeout = core::find_header(request_headers_, "grpc-timeout");
   std::chrono::nanoseconds ns;
-  if (!timeout.empty() && grpc::parse_timeout(timeout, ns)) {
+  if (!timeout.empty()) {
+    if (!grpc::parse_timeout(timeout, ns)) {
+      end_with_status(static_cast<int>(grpc::Status::internal), "malformed grpc-timeout: " + std::string(timeout));
+      return;
+    }
+    deadline_at_ = started_ + std::min(ns, std::chrono::nanoseconds(std::chrono::hours(24 * 365)));
     // Rounded up: a deadline must never fire early.
     auto ms = std::chrono::ceil<std::chrono::milliseconds>(ns).count();
     deadline_ = std::make_unique<Deadline>(down_.worker().loop(), this, static_cast<uint64_t>(ms));
@@ -83,6 +96,29 @@ void ProxiedStream::start() {
       upstream::is_leader_route(core::find_header(request_headers_, ":path")))
     route_ = upstream::Route::leader;
   attempt("");
+}
+
+void ProxiedStream::respond_not_grpc(int http_status, std::string_view message) {
+  // An HTTP status for curl users and HTTP tools (what gRPC's HTTP/2
+  // protocol prescribes), grpc-status for gRPC clients, a text body to read.
+  grpc_status_ = static_cast<int>(grpc::Status::internal);
+  core::HeaderList fields = {{":status", std::to_string(http_status)},
+                             {"content-type", "text/plain; charset=utf-8"},
+                             {"grpc-status", std::to_string(grpc_status_)},
+                             {"grpc-message", grpc::percent_encode(message)}};
+  if (http_status == 405) fields.push_back({"allow", "POST"});
+  std::string body = "sidemux: " + std::string(message) + "\n";
+  response_body_.append(reinterpret_cast<const uint8_t*>(body.data()), body.size());
+  response_started_ = response_ended_ = true;
+  down_.submit_response(down_id_, fields, true);
+}
+
+void ProxiedStream::set_remaining_timeout() {
+  // The member gets what is left of the client's deadline, not the whole of
+  // it again: time spent here and on earlier attempts is gone.
+  auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline_at_ - std::chrono::steady_clock::now());
+  for (auto& f : request_headers_)
+    if (f.name == "grpc-timeout") f.value = grpc::format_timeout(left);
 }
 
 void ProxiedStream::attempt(std::string_view last_failure) {
@@ -95,6 +131,7 @@ void ProxiedStream::attempt(std::string_view last_failure) {
     ++attempts_;
     upstream::UpstreamSession* session = m->pool().session_for_new_stream();
     if (session) {
+      if (deadline_at_) set_remaining_timeout();
       auto nva = core::to_nv(request_headers_);
       bool has_body = !(request_ended_ && request_body_.empty());
       int32_t id = session->submit(nva.data(), nva.size(), has_body, this);
@@ -258,7 +295,11 @@ void ProxiedStream::on_upstream_close(Close kind, uint32_t error_code, std::stri
       }
       return;
     case Close::reset:
-      if (error_code != NGHTTP2_CANCEL) member_->record_failure(reason);
+      member_->record_failure(reason);
+      down_.reset(down_id_, error_code);
+      return;
+    case Close::rejected:
+      // The member blamed the request: the client's doing, not the member's.
       down_.reset(down_id_, error_code);
       return;
   }

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,8 @@ class ProxiedStream final : public upstream::StreamHandler, private upstream::Me
   void drop_sent_request();
   void release_upstream();
   void respond_trailers_only(int grpc_status, std::string_view message);
+  void respond_not_grpc(int http_status, std::string_view message);
+  void set_remaining_timeout();
   void end_with_status(int grpc_status, std::string_view message);
   void on_deadline();
   void note_grpc_status(const core::HeaderList& fields);
@@ -95,10 +98,11 @@ class ProxiedStream final : public upstream::StreamHandler, private upstream::Me
   std::shared_ptr<upstream::Member> member_;
   upstream::UpstreamSession* up_ = nullptr;
   int32_t up_id_ = -1;
-  uint64_t tried_members_ = 0;  // bit i: member i was tried (Cluster::pick), for retries
+  upstream::TriedMembers tried_members_;  // for retries (Cluster::pick)
   upstream::Route route_ = upstream::Route::balanced;
   uint32_t attempts_ = 0;
   std::unique_ptr<Deadline> deadline_;
+  std::optional<std::chrono::steady_clock::time_point> deadline_at_;  // from grpc-timeout
 
   int grpc_status_ = -1;  // -1: none seen yet
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();

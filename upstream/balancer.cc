@@ -4,18 +4,12 @@
 
 namespace sidemux::upstream {
 
-namespace {
-
-bool skipped(size_t index, uint64_t tried) { return index < 64 && (tried >> index) & 1; }
-
-}  // namespace
-
 Balancer::Balancer(conf::Balance policy, uint32_t seed) : policy_(policy), rng_(seed) {}
 
-size_t Balancer::pick(std::span<const std::shared_ptr<Member>> members, uint64_t tried) {
+size_t Balancer::pick(std::span<const std::shared_ptr<Member>> members, const TriedMembers& tried) {
   // Walk the candidates in place rather than collect them: this runs per
   // stream and allocates nothing.
-  auto candidate = [&](size_t i) { return !skipped(i, tried) && members[i]->eligible(); };
+  auto candidate = [&](size_t i) { return !tried.contains(members[i].get()) && members[i]->eligible(); };
   size_t n = 0;
   for (size_t i = 0; i < members.size(); ++i) n += candidate(i);
   if (n == 0) return kNone;

@@ -4,6 +4,7 @@
 // skipped.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <random>
@@ -15,16 +16,37 @@ namespace sidemux::upstream {
 
 class Member;
 
+// The members one stream already tried, by identity rather than by index: a
+// reload between two attempts may reorder or replace the member list. Held
+// by shared_ptr, so that a freed member's address, reused by a new one,
+// cannot make the new one look tried. Fixed room, no allocation per stream:
+// attempts past kCapacity no longer skip the later members.
+class TriedMembers {
+ public:
+  static constexpr size_t kCapacity = 4;
+  void add(std::shared_ptr<Member> m) {
+    if (n_ < kCapacity) tried_[n_++] = std::move(m);
+  }
+  bool contains(const Member* m) const {
+    for (size_t i = 0; i < n_; ++i)
+      if (tried_[i].get() == m) return true;
+    return false;
+  }
+
+ private:
+  std::array<std::shared_ptr<Member>, kCapacity> tried_;
+  size_t n_ = 0;
+};
+
 class Balancer {
  public:
   explicit Balancer(conf::Balance policy, uint32_t seed = std::random_device{}());
 
   static constexpr size_t kNone = static_cast<size_t>(-1);
 
-  // The index of the member to use, or kNone when no member is eligible.
-  // `tried` is a bitmask of member indexes to skip (streams retry on at
-  // most a few members; past 64 members the rest are not skipped).
-  size_t pick(std::span<const std::shared_ptr<Member>> members, uint64_t tried);
+  // The index of the member to use, or kNone when no member is eligible
+  // outside `tried`.
+  size_t pick(std::span<const std::shared_ptr<Member>> members, const TriedMembers& tried);
 
  private:
   conf::Balance policy_;

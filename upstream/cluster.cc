@@ -41,16 +41,33 @@ bool Cluster::any_healthy() const {
   return false;
 }
 
-std::shared_ptr<Member> Cluster::pick(uint64_t& tried, Route route) {
+bool Cluster::may_eject(const Member& candidate) const {
+  size_t ejected = 0;
+  bool listed = false;
+  bool another_eligible = false;
+  for (const auto& m : members_) {
+    if (m.get() == &candidate) {
+      listed = true;
+    } else if (m->ejected()) {
+      ++ejected;
+    } else if (m->eligible()) {
+      another_eligible = true;
+    }
+  }
+  // A retired member takes no new streams anyway.
+  if (!listed) return true;
+  return another_eligible && ejected + 1 <= members_.size() / 2;
+}
+
+std::shared_ptr<Member> Cluster::pick(TriedMembers& tried, Route route) {
   if (route == Route::leader) {
     const auto& etcd = context_.config()->cluster.etcd;
     if (etcd && etcd->leader_routing) {
-      for (size_t i = 0; i < members_.size() && i < 64; ++i) {
-        Member& m = *members_[i];
-        if (m.leader() && m.eligible() && !((tried >> i) & 1)) {
+      for (const auto& m : members_) {
+        if (m->leader() && m->eligible() && !tried.contains(m.get())) {
           routed_leader_.inc();
-          tried |= uint64_t{1} << i;
-          return members_[i];
+          tried.add(m);
+          return m;
         }
       }
       routed_balanced_.inc();
@@ -58,7 +75,7 @@ std::shared_ptr<Member> Cluster::pick(uint64_t& tried, Route route) {
   }
   size_t i = balancer_.pick(members_, tried);
   if (i == Balancer::kNone) return nullptr;
-  if (i < 64) tried |= uint64_t{1} << i;
+  tried.add(members_[i]);
   return members_[i];
 }
 

@@ -40,12 +40,12 @@ class Cluster {
   void apply(const conf::Cluster& next);  // a reload's member list and balancer
 
   const std::vector<std::shared_ptr<Member>>& members() const { return members_; }
-  // The member for a new stream, skipping those marked in `tried` (by
-  // index), which gets the chosen one added. nullptr when none is eligible.
+  // The member for a new stream, skipping those in `tried`, which gets the
+  // chosen one added. nullptr when none is eligible.
   // Route::leader (with etcd.leader_routing) takes the leader while it is
   // eligible and not tried, else the balancer's choice: leader routing
   // never fails a stream the balancer would have placed.
-  std::shared_ptr<Member> pick(uint64_t& tried, Route route = Route::balanced);
+  std::shared_ptr<Member> pick(TriedMembers& tried, Route route = Route::balanced);
   // This loop's members (current and retired) that share `state`.
   std::vector<Member*> members_with(const SharedHealth* state);
   // A Status round now (etcd answered "not leader"); any loop.
@@ -64,6 +64,12 @@ class Cluster {
   // kind etcd: the alarms members reported (Status errors), "" when none.
   // They fail /health as etcd's own /health does, never a member.
   std::string alarms() const;
+  // Whether outlier ejection may take `m` out now: at most half the members
+  // (rounded down) ejected at once, and another member left eligible. Past
+  // that, ejection would only turn the failures into UNAVAILABLE for every
+  // stream (one client whose requests make every member look bad, a
+  // network blip). Per worker, as the ejections it counts.
+  bool may_eject(const Member& m) const;
   // Why no member can take a stream: each member's health and ejection.
   std::string unavailable_reason() const;
 

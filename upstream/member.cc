@@ -153,6 +153,15 @@ void Member::record_failure(std::string_view why) {
   const auto& outlier = context_.config()->cluster.outlier;
   if (++consecutive_failures_ < outlier.consecutive_failures) return;
   consecutive_failures_ = 0;
+  if (!cluster_.may_eject(*this)) {
+    if (!ejection_held_) {
+      ejection_held_ = true;
+      context_.log().warn("member not ejected: at most half the members may be ejected, never the last eligible one",
+                          {{"member", conf_.name}, {"worker", context_.index()}, {"reason", why}});
+    }
+    return;
+  }
+  ejection_held_ = false;
   ejected_until_ = uv_now(context_.loop()) + static_cast<uint64_t>(outlier.ejection_time.count());
   // Ejection is each worker's own verdict, so each worker says so.
   context_.log().warn("member ejected", {{"member", conf_.name},

@@ -12,7 +12,11 @@
 //
 // Outlier ejection is passive and stays per worker: consecutive_failures
 // connect failures, lost connections or member resets in a row, on this
-// worker's own connections, eject the member for ejection_time.
+// worker's own connections, eject the member for ejection_time. Only
+// failures the member caused count (a request the member rejects as
+// malformed does not: StreamHandler::Close::rejected), and the Cluster caps
+// ejection at half its members, never the last eligible one. Like all
+// outlier state, the cap holds per worker: each worker ejects on its own.
 #pragma once
 
 #include <array>
@@ -100,7 +104,10 @@ class Member {
   void end_watched(std::string_view reason);
   // Outcomes of streams and connects, for outlier ejection.
   void record_failure(std::string_view why);
-  void record_success() { consecutive_failures_ = 0; }
+  void record_success() {
+    consecutive_failures_ = 0;
+    ejection_held_ = false;
+  }
 
   Pool& pool() { return pool_; }
   int64_t active_streams() const { return active_streams_.value(); }
@@ -126,6 +133,7 @@ class Member {
   uint32_t checks_passed_ = 0;  // in a row
   uint32_t checks_failed_ = 0;  // in a row
   uint32_t consecutive_failures_ = 0;
+  bool ejection_held_ = false;  // the cap stopped an ejection (logged once)
   uint64_t ejected_until_ = 0;  // uv_now() milliseconds
   metrics::Gauge* up_ = nullptr;      // the checker's Member: one series for the process
   metrics::Gauge* leader_ = nullptr;  // the checker's Member, kind etcd

@@ -79,8 +79,9 @@ void Pool::drain() {
 }
 
 void Pool::close_silent(uint64_t since, std::string_view why) {
+  // close() moves each session to closed_, so walk copies of the lists.
   std::vector<UpstreamSession*> silent;
-  for (List* list : {&ready_, &draining_})
+  for (List* list : {&connecting_, &ready_, &draining_})
     for (auto& s : *list)
       if (s->silent_since(since)) silent.push_back(s.get());
   for (UpstreamSession* s : silent) s->close(why);

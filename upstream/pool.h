@@ -41,8 +41,9 @@ class Pool {
   void shutdown();
   // No new streams; each connection closes after its last stream.
   void drain();
-  // Close the up connections that read nothing since uv_now() time `since`:
-  // the member stopped answering, and streams on them would hang.
+  // Close every connection opened before uv_now() time `since` that read
+  // nothing since: the member stopped answering, and streams on them would
+  // hang.
   void close_silent(uint64_t since, std::string_view why);
   bool empty() const { return connecting_.empty() && ready_.empty() && draining_.empty() && closed_.empty(); }
   const std::string& last_failure() const { return last_failure_; }

@@ -24,11 +24,16 @@ class StreamHandler {
   // NGHTTP2_ERR_DEFERRED when none are buffered yet.
   virtual ssize_t read_request_body(uint8_t* buf, size_t len, uint32_t* data_flags) = 0;
   enum class Close {
-    done,     // both sides ended normally
-    reset,    // the member reset the stream (error_code says why)
-    refused,  // the member never saw the request: connect failure,
-              // REFUSED_STREAM, GOAWAY below the stream id. Safe to retry.
-    lost,     // the connection died after the request went out
+    done,      // both sides ended normally
+    reset,     // the member failed the stream (INTERNAL_ERROR and the like):
+               // its own failure, counted towards its outlier ejection
+    rejected,  // the member reset the stream blaming the request or its
+               // sender (PROTOCOL_ERROR, CANCEL, ...): not the member's fault
+    refused,   // the member never saw the request: no byte of its HEADERS
+               // left sidemux before the connection failed, REFUSED_STREAM,
+               // GOAWAY below the stream id. Safe to retry.
+    lost,      // the connection died after the request went out (any byte of
+               // its HEADERS was handed to the socket): never replayed
   };
   // After this call the session forgets the handler.
   virtual void on_upstream_close(Close kind, uint32_t error_code, std::string_view reason) = 0;

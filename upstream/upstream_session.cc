@@ -1,6 +1,8 @@
 #include "upstream/upstream_session.h"
 
+#include <algorithm>
 #include <cstring>
+#include <string_view>
 
 #include "proxy/core/address.h"
 #include "proxy/core/h2_common.h"
@@ -20,6 +22,21 @@ using core::ms;
 // Until the member's SETTINGS arrive, assume the RFC's recommended minimum.
 constexpr uint32_t kDefaultPeerMaxStreams = 100;
 
+// Whether a reset the member sent is its own failure. The other codes put
+// the fault on the request or on its sender (PROTOCOL_ERROR is grpc-go's
+// answer to a malformed request: a bad -bin value, a non-POST method;
+// FLOW_CONTROL_ERROR, STREAM_CLOSED, FRAME_SIZE_ERROR name what the sender
+// did wrong; CANCEL and ENHANCE_YOUR_CALM say the stream is not wanted):
+// a client must not be able to eject a member by sending such requests.
+// INTERNAL_ERROR and codes RFC 9113 does not define are the member's own.
+bool member_caused(uint32_t error_code) {
+  return error_code == NGHTTP2_INTERNAL_ERROR || error_code > NGHTTP2_HTTP_1_1_REQUIRED;
+}
+
+// 1xx (100 Continue, 103 Early Hints): a gRPC response has no use for one;
+// the final response HEADERS follow.
+bool informational(std::string_view status) { return status.size() == 3 && status[0] == '1'; }
+
 }  // namespace
 
 UpstreamSession::UpstreamSession(core::LoopContext& context, Pool& pool, Member& member)
@@ -27,15 +44,20 @@ UpstreamSession::UpstreamSession(core::LoopContext& context, Pool& pool, Member&
       pool_(pool),
       member_(member),
       transport_(context, *this, context.upstream_bytes_in(), context.upstream_bytes_out()),
-      streams_(&context.stream_memory()) {
+      streams_(&context.stream_memory()),
+      opened_at_(uv_now(context.loop())) {
   uv_timer_init(context.loop(), &timer_);
   timer_.data = this;
   connect_req_.data = this;
   resolve_req_.data = this;
 
   // No on_frame_send: only the server side acts on frames it sent.
-  const core::H2Handlers handlers{on_begin_headers, on_header, on_frame_recv, on_data_chunk, nullptr, on_stream_close};
-  session_ = core::new_h2_session(core::H2Role::client, handlers, this, {});
+  const core::H2Handlers handlers{on_begin_headers, on_header,       on_frame_recv,    on_data_chunk,
+                                  nullptr,          on_stream_close, before_frame_send};
+  // A member learns the bound its response headers are held to (on_header).
+  const nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, context.config()->limits.max_header_list_size}};
+  session_ = core::new_h2_session(core::H2Role::client, handlers, this, settings);
 }
 
 UpstreamSession::~UpstreamSession() { nghttp2_session_del(session_); }
@@ -117,7 +139,7 @@ int32_t UpstreamSession::submit(const nghttp2_nv* nva, size_t nvlen, bool has_bo
   provider.read_callback = read_body;
   int32_t id = nghttp2_submit_request(session_, nullptr, nva, nvlen, has_body ? &provider : nullptr, handler);
   if (id > 0) {
-    streams_.emplace(id, OpenStream{handler, 0});
+    streams_.emplace(id, OpenStream{handler});
     transport_.schedule();
   }
   return id;
@@ -140,7 +162,9 @@ void UpstreamSession::reset(int32_t stream_id, uint32_t error_code) {
   maybe_close_idle();
 }
 
-bool UpstreamSession::silent_since(uint64_t t) const { return state_ != State::closed && last_read_ < t; }
+bool UpstreamSession::silent_since(uint64_t t) const {
+  return state_ != State::closed && std::max(last_read_, opened_at_) < t;
+}
 
 void UpstreamSession::drain() {
   if (state_ == State::connecting || state_ == State::ready) set_state(State::draining);
@@ -160,14 +184,19 @@ void UpstreamSession::set_state(State s) {
   pool_.on_state_change(*this, old);
 }
 
-void UpstreamSession::fail_streams(StreamHandler::Close kind, std::string_view reason) {
+void UpstreamSession::fail_streams(std::string_view reason) {
   // Handlers may submit to other sessions of this pool, never to this one
   // (it is closed), so iterating a moved-out copy is safe.
   auto streams = std::move(streams_);
   streams_.clear();
   for (auto& [id, open] : streams) {
     nghttp2_session_set_stream_user_data(session_, id, nullptr);
-    open.handler->on_upstream_close(kind, NGHTTP2_INTERNAL_ERROR, reason);
+    // Whether the connection was up or not: a member that got any byte of
+    // the request may act on it (an etcd member listening but not serving
+    // yet still applies a Put it read), so only streams still queued here
+    // may go to another member.
+    open.handler->on_upstream_close(open.reached ? StreamHandler::Close::lost : StreamHandler::Close::refused,
+                                    NGHTTP2_INTERNAL_ERROR, reason);
   }
 }
 
@@ -186,8 +215,7 @@ void UpstreamSession::close(std::string_view reason, bool failure) {
     member_.record_failure(why);
   }
   set_state(State::closed);
-  // Streams on a connection that never came up never reached the member.
-  fail_streams(was_connecting ? StreamHandler::Close::refused : StreamHandler::Close::lost, why);
+  fail_streams(why);
   transport_.close();
   if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&timer_)))
     uv_close(reinterpret_cast<uv_handle_t*>(&timer_), [](uv_handle_t* h) { self(h->data)->on_handle_closed(); });
@@ -236,7 +264,7 @@ void UpstreamSession::on_transport_produce() {
 }
 
 void UpstreamSession::arm_ping() {
-  uv_timer_start(&timer_, on_timer_cb, ms(context_.config()->cluster.health_check.interval), 0);
+  uv_timer_start(&timer_, on_timer_cb, ms(context_.config()->limits.keepalive_interval), 0);
 }
 
 void UpstreamSession::on_timer_cb(uv_timer_t* t) { self(t->data)->on_timer(); }
@@ -246,7 +274,8 @@ void UpstreamSession::on_timer() {
     close(stream_open_ ? "connect: no HTTP/2 SETTINGS from the member in time" : "connect: timed out");
     return;
   }
-  const auto& hc = context_.config()->cluster.health_check;
+  const auto& limits = context_.config()->limits;
+  const uint64_t interval = ms(limits.keepalive_interval);
   if (ping_outstanding_) {
     // Neither the PING's ACK nor anything else came back in time: the member
     // is gone without closing TCP (SIGSTOP, a dropped network).
@@ -254,41 +283,52 @@ void UpstreamSession::on_timer() {
     return;
   }
   uint64_t quiet = uv_now(context_.loop()) - last_read_;
-  if (quiet < ms(hc.interval) || !heard_since_ping_) {
-    // One PING per quiet spell: gRPC servers count PINGs that come without
-    // data in between as abuse (grpc core's "too many pings" GOAWAY after
-    // two). A member that freezes later is caught by its health checks.
-    uv_timer_start(&timer_, on_timer_cb, quiet < ms(hc.interval) ? ms(hc.interval) - quiet : ms(hc.interval), 0);
+  if (quiet < interval || !heard_since_ping_ || streams_.empty()) {
+    // gRPC servers' ping policy: a PING only with streams open (grpc-go
+    // counts one on an idle connection as a strike), only after `interval`
+    // without any frame, and one per quiet spell (PINGs without data in
+    // between earn a "too many pings" GOAWAY). A member that freezes after
+    // that is caught by its health checks, which close every connection of
+    // it that went silent (HealthCheck::on_timer).
+    uv_timer_start(&timer_, on_timer_cb, quiet < interval ? interval - quiet : interval, 0);
     return;
   }
   ping_outstanding_ = true;
   heard_since_ping_ = false;
   nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr);
   transport_.schedule();
-  uv_timer_start(&timer_, on_timer_cb, ms(hc.timeout), 0);
+  uv_timer_start(&timer_, on_timer_cb, ms(limits.keepalive_timeout), 0);
 }
 
 int UpstreamSession::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user) {
   auto it = self(user)->streams_.find(frame->hd.stream_id);
-  if (it != self(user)->streams_.end()) it->second.header_bytes = 0;
+  if (it != self(user)->streams_.end()) {
+    it->second.header_bytes = 0;
+    it->second.informational = false;
+  }
   return 0;
 }
 
-int UpstreamSession::on_header(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name,
-                               size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user) {
+int UpstreamSession::on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
+                               const uint8_t* value, size_t valuelen, uint8_t, void* user) {
   if (frame->hd.type != NGHTTP2_HEADERS) return 0;
-  auto* h = static_cast<StreamHandler*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
-  if (!h) return 0;
-  // Members get the same bound as clients: what a member sends is copied
-  // into the stream, so its size is limited by configuration too.
   auto* s = self(user);
   auto it = s->streams_.find(frame->hd.stream_id);
-  if (it != s->streams_.end() &&
-      !core::count_header_field(it->second.header_bytes, namelen, valuelen,
+  if (it == s->streams_.end()) return 0;
+  OpenStream& open = it->second;
+  // Members get the same bound as clients: what a member sends is copied
+  // into the stream, so its size is limited by configuration too.
+  if (!core::count_header_field(open.header_bytes, namelen, valuelen,
                                 s->context_.config()->limits.max_header_list_size))
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  h->on_response_header({reinterpret_cast<const char*>(name), namelen},
-                        {reinterpret_cast<const char*>(value), valuelen}, frame->headers.cat == NGHTTP2_HCAT_HEADERS);
+  std::string_view n(reinterpret_cast<const char*>(name), namelen);
+  std::string_view v(reinterpret_cast<const char*>(value), valuelen);
+  // nghttp2 files the HEADERS after a 1xx under NGHTTP2_HCAT_HEADERS, as it
+  // does trailers: which block is the response is known only from here.
+  // (nghttp2 puts :status first and allows no 1xx after the final one.)
+  if (!open.final_response && n == ":status" && informational(v)) open.informational = true;
+  if (open.informational) return 0;
+  open.handler->on_response_header(n, v, open.final_response);
   return 0;
 }
 
@@ -297,12 +337,16 @@ int UpstreamSession::on_frame_recv(nghttp2_session* session, const nghttp2_frame
   if (frame->hd.type != NGHTTP2_PING) s->heard_since_ping_ = true;
   switch (frame->hd.type) {
     case NGHTTP2_HEADERS: {
-      auto* h = static_cast<StreamHandler*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
-      if (h)
-        h->on_response_headers_end(frame->headers.cat == NGHTTP2_HCAT_HEADERS,
-                                   frame->hd.flags & NGHTTP2_FLAG_END_STREAM);
+      auto it = s->streams_.find(frame->hd.stream_id);
+      if (it == s->streams_.end() || it->second.informational) break;
+      bool trailer = it->second.final_response;
+      it->second.final_response = true;
+      it->second.handler->on_response_headers_end(trailer, frame->hd.flags & NGHTTP2_FLAG_END_STREAM);
       break;
     }
+    case NGHTTP2_RST_STREAM:
+      if (auto it = s->streams_.find(frame->hd.stream_id); it != s->streams_.end()) it->second.reset_by_member = true;
+      break;
     case NGHTTP2_DATA:
       // END_STREAM on a DATA frame comes here; the bytes came through on_data_chunk.
       if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
@@ -337,20 +381,42 @@ int UpstreamSession::on_data_chunk(nghttp2_session* session, uint8_t, int32_t st
   return 0;
 }
 
-int UpstreamSession::on_stream_close(nghttp2_session* session, int32_t stream_id, uint32_t error_code, void* user) {
+int UpstreamSession::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user) {
   auto* s = self(user);
-  auto* h = static_cast<StreamHandler*>(nghttp2_session_get_stream_user_data(session, stream_id));
-  if (s->streams_.erase(stream_id) != 0 && h) {
+  auto it = s->streams_.find(stream_id);
+  if (it != s->streams_.end()) {
+    OpenStream open = it->second;
+    s->streams_.erase(it);
     using Close = StreamHandler::Close;
     if (error_code == NGHTTP2_NO_ERROR) {
-      h->on_upstream_close(Close::done, error_code, "");
+      open.handler->on_upstream_close(Close::done, error_code, "");
     } else if (error_code == NGHTTP2_REFUSED_STREAM) {
-      h->on_upstream_close(Close::refused, error_code, "member refused the stream");
+      // From the member, or from nghttp2 for a stream above a GOAWAY's
+      // last-stream-id: either way the member did not process it.
+      open.handler->on_upstream_close(Close::refused, error_code, "member refused the stream");
+    } else if (!open.reset_by_member) {
+      // nghttp2 reset it from our side: the member's answer broke HTTP/2
+      // or gRPC's rules (a malformed response, too large a header list).
+      open.handler->on_upstream_close(Close::reset, error_code, "member sent an invalid response");
+    } else if (member_caused(error_code)) {
+      open.handler->on_upstream_close(Close::reset, error_code, "member reset the stream");
     } else {
-      h->on_upstream_close(Close::reset, error_code, "member reset the stream");
+      open.handler->on_upstream_close(Close::rejected, error_code, "member rejected the request");
     }
   }
   s->maybe_close_idle();
+  return 0;
+}
+
+int UpstreamSession::before_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+  // Just before nghttp2 hands out the first byte of a stream's HEADERS
+  // (send_h2_output() appends every byte it hands out to the transport's
+  // batch): from here on the stream counts as having reached the member,
+  // even if the batch never leaves (conservative: never replay).
+  if (frame->hd.type == NGHTTP2_HEADERS) {
+    auto* s = self(user);
+    if (auto it = s->streams_.find(frame->hd.stream_id); it != s->streams_.end()) it->second.reached = true;
+  }
   return 0;
 }
 

@@ -57,7 +57,7 @@ class UpstreamSession : private core::Transport::Owner {
   void reset(int32_t stream_id, uint32_t error_code);
   // No new streams; close when the last one ends.
   void drain();
-  // Nothing at all was read since uv_now() time `t`.
+  // Opened before uv_now() time `t` and nothing at all read since.
   bool silent_since(uint64_t t) const;
   // Close now: open streams get on_upstream_close. `failure`: the member
   // misbehaved (counts toward outlier ejection) rather than an orderly close.
@@ -77,7 +77,7 @@ class UpstreamSession : private core::Transport::Owner {
   void on_timer();
   void arm_ping();
   void set_state(State s);
-  void fail_streams(StreamHandler::Close kind, std::string_view reason);
+  void fail_streams(std::string_view reason);
   void on_handle_closed();
   void maybe_close_idle();
 
@@ -87,6 +87,7 @@ class UpstreamSession : private core::Transport::Owner {
   static int on_frame_recv(nghttp2_session*, const nghttp2_frame*, void*);
   static int on_data_chunk(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*);
   static int on_stream_close(nghttp2_session*, int32_t, uint32_t, void*);
+  static int before_frame_send(nghttp2_session*, const nghttp2_frame*, void*);
   static ssize_t read_body(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*, nghttp2_data_source*, void*);
 
   core::LoopContext& context_;
@@ -103,12 +104,19 @@ class UpstreamSession : private core::Transport::Owner {
   State state_ = State::connecting;
   struct OpenStream {
     StreamHandler* handler;
-    uint32_t header_bytes;  // of the header block being received
+    uint32_t header_bytes = 0;  // of the header block being received
+    // A byte of its HEADERS went into the transport: the member may have
+    // it, so the stream is never retried once the connection fails.
+    bool reached = false;
+    bool final_response = false;  // the non-1xx response HEADERS arrived
+    bool informational = false;   // the block being received is a 1xx
+    bool reset_by_member = false;  // an RST_STREAM came from the member
   };
   std::pmr::unordered_map<int32_t, OpenStream> streams_;
   bool ping_outstanding_ = false;
   bool heard_since_ping_ = true;  // a frame other than a PING ACK arrived
   uint64_t last_read_ = 0;
+  uint64_t opened_at_ = 0;  // uv_now() at construction
 };
 
 }  // namespace sidemux::upstream

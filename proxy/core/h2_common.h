@@ -21,6 +21,7 @@ struct H2Handlers {
   nghttp2_on_data_chunk_recv_callback on_data_chunk = nullptr;
   nghttp2_on_frame_send_callback on_frame_send = nullptr;
   nghttp2_on_stream_close_callback on_stream_close = nullptr;
+  nghttp2_before_frame_send_callback before_frame_send = nullptr;
 };
 
 enum class H2Role { server, client };

@@ -15,34 +15,19 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 import uuid
 
-from procs import stop_process
+from procs import free_ports, stop_process
 
 HOST = "127.0.0.1"
 ETCD_BIN = os.environ.get("ETCD_BIN", "etcd")
 ETCDCTL_BIN = os.environ.get("ETCDCTL_BIN", "etcdctl")
 READY_TIMEOUT = 20.0  # seconds for every member's /health to say true
 START_ATTEMPTS = 3  # a port picked at run time may be taken before etcd binds it: retry with new ports
-
-
-def free_ports(count):
-    """count distinct loopback ports that were free a moment ago (all bound at once, then released)."""
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind((HOST, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class MemberExited(RuntimeError):

@@ -395,6 +395,8 @@ def test_sigstop_member_detected_and_back_after_sigcont(gen, sidemux_factory):
         wait_for(lambda: any(c.ok and c.value == victim.name and c.start >= t_back for c in loop.snapshot()), 5,
                  what=f"a call served by {victim.name} after it came back")
         calls = loop.stop()
+        # read before the members stop: their ends would be transitions too
+        transitions = health_transitions(sm, victim.name)
     finally:
         if loop is not None:
             loop.stopping.set()
@@ -420,14 +422,15 @@ def test_sigstop_member_detected_and_back_after_sigcont(gen, sidemux_factory):
             assert d[0] in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL), slow_done
             # x-server is missing when the member froze before its handler sent headers
             assert d[1] == victim.name or (d[1] is None and victim.name in d[3]), slow_done
-            # quiet for at most one interval, then the PING's timeout
+            # the next check goes out within one interval and times out: every connection
+            # to the member that stayed silent meanwhile is closed
             assert d[2] <= INTERVAL + TIMEOUT + MARGIN, f"a call on the frozen member failed late: {slow_done}"
 
     after = [c for c in calls if t_detect <= c.start < t_cont]
     assert len(after) >= 100 and all(c.ok for c in after), summarize(after)
     assert victim.name not in {c.value for c in after}, "a call went to the member marked down"
     assert all(c.ok for c in calls if c.start >= t_cont), summarize([c for c in calls if c.start >= t_cont])
-    assert health_transitions(sm, victim.name) == ["healthy", "unhealthy", "healthy"], log_tail(sm)
+    assert transitions == ["healthy", "unhealthy", "healthy"], log_tail(sm)
 
 
 def test_sigstop_slow_calls_fail_within_ping_timeout(gen, sidemux_factory):
@@ -436,10 +439,11 @@ def test_sigstop_slow_calls_fail_within_ping_timeout(gen, sidemux_factory):
     servers = start_servers(gen_dir, ("s1",))
     ch = None
     try:
-        # health checks do not close a connection; the PING does, `interval` after the last
-        # bytes from the member plus `timeout`
-        sm = sidemux_factory(hc_config([("s1", servers[0].address)],
-                                       health_check={"interval": "500ms", "timeout": "300ms"}))
+        # health checks too slow to close the connection first; the keepalive PING does,
+        # `keepalive_interval` after the last bytes from the member plus `keepalive_timeout`
+        cfg = hc_config([("s1", servers[0].address)], health_check={"interval": "10s", "timeout": "5s"})
+        cfg["limits"] = {"keepalive_interval": "500ms", "keepalive_timeout": "300ms"}
+        sm = sidemux_factory(cfg)
         wait_up(sm, ["s1"])
         ch = channel(sm.port)
         stub = pb2_grpc.EchoStub(ch)
@@ -959,23 +963,29 @@ def test_ejection_is_logged_by_every_worker(gen, sidemux_factory):
         f"{ejections} workers ejected 'bad' (it got {bad.streams} streams, 3 per worker), {len(lines)} logged: {lines}"
 
 
-def test_all_members_ejected_gives_unavailable_naming_them(gen, sidemux_factory):
+def test_ejected_member_and_the_rest_down_gives_unavailable_naming_them(gen, sidemux_factory):
+    """The only member is never ejected, so: eject one of two, then the other goes down."""
     pb2, pb2_grpc, gen_dir = gen
+    servers = start_servers(gen_dir, ("s1",))
     bad = FakeMember("reset", reset_code=2)
     ch = None
     try:
-        sm = sidemux_factory(hc_config([("bad", bad.address)], workers=1,
+        sm = sidemux_factory(hc_config([("bad", bad.address), ("s1", servers[0].address)], workers=1,
+                                       balance="round_robin",
                                        outlier={"consecutive_failures": 2, "ejection_time": "30s"}))
-        wait_up(sm, ["bad"])
+        wait_up(sm, ["bad", "s1"])
         ch = channel(sm.port)
         stub = pb2_grpc.EchoStub(ch)
-        codes = []
-        for _ in range(2):
-            with pytest.raises(grpc.RpcError) as info:
+        for _ in range(6):
+            try:
                 stub.Unary(pb2.Msg(seq=1), timeout=5)
-            codes.append(info.value.code())
-        assert codes == [grpc.StatusCode.INTERNAL] * 2
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.INTERNAL, (e.code(), e.details())
+            if bad.streams == 2:
+                break
         assert sm.wait_log(lambda e: e.get("msg") == "member ejected" and e.get("member") == "bad", timeout=2)
+        servers[0].stop()
+        wait_for(lambda: member_up(sm, "s1") == 0, DETECT_BOUND + MARGIN + 2, what="s1 marked down")
         t0 = time.monotonic()
         with pytest.raises(grpc.RpcError) as info:
             stub.Unary(pb2.Msg(seq=1), timeout=5)
@@ -985,13 +995,15 @@ def test_all_members_ejected_gives_unavailable_naming_them(gen, sidemux_factory)
         if ch is not None:
             ch.close()
         bad.close()
-    print(f"all ejected: {err.code()} {err.details()!r} after {elapsed:.3f}s")
+        for s in servers:
+            s.stop()
+    print(f"ejected + down: {err.code()} {err.details()!r} after {elapsed:.3f}s")
     assert err.code() == grpc.StatusCode.UNAVAILABLE, (err.code(), err.details())
     assert elapsed < 0.5
     assert bad.streams == 2, "a stream went to the ejected member"
     details = err.details() or ""
-    assert "bad" in details and "eject" in details.lower(), \
-        f"grpc-message does not name the member and its state: {details!r}"
+    assert "bad" in details and "eject" in details.lower() and "s1" in details, \
+        f"grpc-message does not name the members and their state: {details!r}"
 
 
 # --------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 
-from procs import stop_process  # t/integration is on sys.path (pytest; server.py adds it)
+from procs import free_ports, stop_process  # t/integration is on sys.path (pytest; server.py adds it)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROTO = os.path.join(HERE, "echo.proto")
@@ -60,6 +60,11 @@ class EchoServer:
         self._threads = []
 
     def start(self, timeout=20.0):
+        if not self.want_port:
+            # A fixed port from below the ephemeral range, so that a restart
+            # on it (members killed and started again) cannot collide with a
+            # client's source port (procs.free_ports).
+            self.want_port = free_ports(1)[0]
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         self.proc = subprocess.Popen(
             [PYTHON, SERVER, "--port", str(self.want_port), "--name", self.name,

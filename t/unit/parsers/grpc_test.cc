@@ -56,6 +56,35 @@ TEST(GrpcMessage, PercentEncoding) {
   EXPECT_EQ(percent_encode("100%\n\xc3\xa9"), "100%25%0A%C3%A9");
 }
 
+TEST(GrpcTimeout, FormatPicksTheFinestUnitThatFitsAndRoundsUp) {
+  EXPECT_EQ(format_timeout(nanoseconds(99999999)), "99999999n");
+  EXPECT_EQ(format_timeout(nanoseconds(100000000)), "100000u");
+  EXPECT_EQ(format_timeout(nanoseconds(100000001)), "100001u");
+  EXPECT_EQ(format_timeout(seconds(4) + microseconds(1)), "4000001u");
+  EXPECT_EQ(format_timeout(seconds(150)), "150000m");
+  EXPECT_EQ(format_timeout(hours(30)), "108000S");
+  EXPECT_EQ(format_timeout(nanoseconds(0)), "1n");
+  EXPECT_EQ(format_timeout(nanoseconds(-5)), "1n");
+  EXPECT_EQ(format_timeout(nanoseconds::max()), "2562048H");
+  nanoseconds back;
+  ASSERT_TRUE(parse_timeout(format_timeout(milliseconds(2500)), back));
+  EXPECT_EQ(back, milliseconds(2500));
+}
+
+TEST(GrpcRequest, OnlyPostWithAGrpcContentTypeCanBeGrpc) {
+  EXPECT_EQ(check_request("POST", "application/grpc").http_status, 0);
+  EXPECT_EQ(check_request("POST", "application/grpc+proto").http_status, 0);
+  EXPECT_EQ(check_request("POST", "application/grpc; charset=utf-8").http_status, 0);
+  EXPECT_EQ(check_request("POST", "Application/GRPC").http_status, 0);
+  EXPECT_EQ(check_request("GET", "application/grpc").http_status, 405);
+  EXPECT_EQ(check_request("PUT", "application/grpc").http_status, 405);
+  EXPECT_EQ(check_request("POST", "text/plain").http_status, 415);
+  EXPECT_EQ(check_request("POST", "").http_status, 415);
+  EXPECT_EQ(check_request("POST", "application/grpcx").http_status, 415);
+  EXPECT_EQ(check_request("POST", "application/grp").http_status, 415);
+  EXPECT_FALSE(check_request("GET", "").message.empty());
+}
+
 TEST(GrpcUnaryMessage, OneUncompressedMessage) {
   std::vector<uint8_t> body = {0, 0, 0, 0, 2, 0x08, 0x01};
   std::span<const uint8_t> m;

@@ -72,5 +72,18 @@ TEST(ProxiedStream, MemberResetIsPassedToTheClient) {
   EXPECT_EQ(client.close_code, uint32_t{NGHTTP2_ENHANCE_YOUR_CALM});
 }
 
+TEST(ProxiedStream, WhatCannotBeGrpcIsAnsweredWithoutAMember) {
+  TestProxy p;
+  auto& client = p.h2_client();
+  core::HeaderList fields = grpc_call();
+  for (auto& f : fields)
+    if (f.name == "content-type") f.value = "text/plain";
+  client.request(fields, "x");
+  ASSERT_TRUE(p.run_until([&] { return client.closed; }));
+  EXPECT_EQ(client.header(":status"), "415");
+  EXPECT_EQ(client.header("grpc-status"), "13");
+  EXPECT_EQ(p.member.requests, 0);
+}
+
 }  // namespace
 }  // namespace sidemux

@@ -288,16 +288,18 @@ inline const core::HeaderList& grpc_request() {
 }
 
 // A cluster of one member, `member`, on a running scheduler; `cluster_yaml`
-// adds keys to the cluster's mapping. Health checks do not run.
+// adds keys to the cluster's mapping, `top_yaml` top-level keys (limits:).
+// Health checks do not run.
 // Declare the RecordingHandlers of a test before it: its shutdown tells the
 // streams still open, as a worker's does.
 struct ClusterWithMember {
-  explicit ClusterWithMember(const std::string& cluster_yaml = "")
+  explicit ClusterWithMember(const std::string& cluster_yaml = "", const std::string& top_yaml = "")
       : fd(bind_loopback(port)),
         member(fd),
         cluster("listeners: [{name: client, address: '127.0.0.1:0'}]\n"
                 "cluster: {members: [{name: m, address: '127.0.0.1:" +
-                std::to_string(port) + "'}]" + (cluster_yaml.empty() ? "" : ", " + cluster_yaml) + "}\n") {
+                std::to_string(port) + "'}]" + (cluster_yaml.empty() ? "" : ", " + cluster_yaml) + "}\n" +
+                top_yaml) {
     member.start(cluster.test.context.loop());
     cluster.test.context.scheduler().start();
   }

@@ -19,7 +19,10 @@ class BalancerTest : public ::testing::Test {
  protected:
   Member& member(size_t i) { return w.member(i); }
 
-  std::map<std::string, int> pick_many(Balancer& b, int n, uint64_t tried = 0) {
+  // `skip`: indexes of members already tried.
+  std::map<std::string, int> pick_many(Balancer& b, int n, std::initializer_list<size_t> skip = {}) {
+    TriedMembers tried;
+    for (size_t i : skip) tried.add(w.cluster().members()[i]);
     std::map<std::string, int> counts;
     for (int i = 0; i < n; ++i) {
       size_t k = b.pick(w.cluster().members(), tried);
@@ -42,10 +45,10 @@ TEST_F(BalancerTest, RoundRobinCyclesThroughEligibleMembers) {
 TEST_F(BalancerTest, UnhealthyAndTriedMembersAreSkipped) {
   Balancer b(conf::Balance::round_robin);
   member(1).set_health(Health::unhealthy, "connect: refused");
-  auto counts = pick_many(b, 100, /*tried=*/uint64_t{1} << 0);
+  auto counts = pick_many(b, 100, /*skip=*/{0});
   EXPECT_EQ(counts["c"], 100);
   // Nothing left: the caller answers UNAVAILABLE.
-  EXPECT_EQ(pick_many(b, 1, (uint64_t{1} << 0) | (uint64_t{1} << 2))["none"], 1);
+  EXPECT_EQ(pick_many(b, 1, {0, 2})["none"], 1);
 }
 
 TEST_F(BalancerTest, LeastRequestPrefersTheLessLoadedOfTwo) {

@@ -42,9 +42,8 @@ TEST(ClusterReload, KeepsUnchangedMembersStartsNewOnesRetiresRemovedOnes) {
   EXPECT_EQ(b->address().port, 2);
 
   // The retired member is never picked.
-  uint64_t tried = 0;
   for (int i = 0; i < 9; ++i) {
-    tried = 0;
+    TriedMembers tried;
     EXPECT_NE(w.cluster().pick(tried), b);
   }
   EXPECT_EQ(w.registry.gauge(metrics::kMemberUp, {"b"}).value(), 0);

@@ -105,12 +105,13 @@ TEST(EtcdProcess, WorkersSeeTheCheckersVerdictAndLeader) {
 
   // Writes go to the leader; without the hint, to the balancer.
   for (int i = 0; i < 5; ++i) {
-    uint64_t tried = 0;
+    TriedMembers tried;
     EXPECT_EQ(p.worker.pick(tried, Route::leader), wm[1]);
   }
   EXPECT_EQ(p.checker.registry.counter_value(metrics::kEtcdRouted, {"leader"}), 5u);
   // The leader tried already (its pick failed): the balancer takes the retry.
-  uint64_t tried = 0b010;
+  TriedMembers tried;
+  tried.add(wm[1]);
   auto retry = p.worker.pick(tried, Route::leader);
   ASSERT_NE(retry, nullptr);
   EXPECT_NE(retry, wm[1]);
@@ -119,8 +120,8 @@ TEST(EtcdProcess, WorkersSeeTheCheckersVerdictAndLeader) {
   // The leader loses its leadership: no member is leader, writes are balanced.
   p.checker.member(1).on_health_check(result_of(2, 3));
   EXPECT_FALSE(wm[1]->leader());
-  tried = 0;
-  EXPECT_NE(p.worker.pick(tried, Route::leader), nullptr);
+  TriedMembers fresh;
+  EXPECT_NE(p.worker.pick(fresh, Route::leader), nullptr);
 }
 
 struct Watcher : MemberWatcher {

@@ -15,7 +15,7 @@ constexpr const char* kConfig =
     "  outlier: {consecutive_failures: 3, ejection_time: 1h}\n";
 
 Member* pick_any(Cluster& c) {
-  uint64_t tried = 0;
+  TriedMembers tried;
   return c.pick(tried).get();
 }
 
@@ -96,6 +96,64 @@ TEST(MemberOutlier, ConsecutiveFailuresEject) {
   EXPECT_TRUE(a.ejected());
   EXPECT_FALSE(a.eligible());
   EXPECT_EQ(pick_any(w.cluster()), &w.member(1));
+}
+
+void fail(Member& m, int n) {
+  for (int i = 0; i < n; ++i) m.record_failure("member reset the stream");
+}
+
+TEST(MemberOutlier, AtMostHalfTheMembersAreEjected) {
+  unit::TestCluster w(kConfig);  // two members, consecutive_failures 3
+  fail(w.member(0), 3);
+  EXPECT_TRUE(w.member(0).ejected());
+  fail(w.member(1), 30);
+  EXPECT_FALSE(w.member(1).ejected()) << "with two members, at most one is ejected";
+  EXPECT_EQ(pick_any(w.cluster()), &w.member(1));
+}
+
+TEST(MemberOutlier, TheOnlyMemberIsNeverEjected) {
+  unit::TestCluster w(
+      "listeners: [{name: client, address: '127.0.0.1:0'}]\n"
+      "cluster:\n  members: [{name: a, address: '127.0.0.1:1'}]\n"
+      "  outlier: {consecutive_failures: 2, ejection_time: 1h}\n");
+  fail(w.member(0), 20);
+  EXPECT_FALSE(w.member(0).ejected());
+  EXPECT_EQ(pick_any(w.cluster()), &w.member(0));
+}
+
+TEST(MemberOutlier, NeverTheLastEligibleMember) {
+  unit::TestCluster w(
+      "listeners: [{name: client, address: '127.0.0.1:0'}]\n"
+      "cluster:\n  members: [{name: a, address: '127.0.0.1:1'}, {name: b, address: '127.0.0.1:2'},"
+      " {name: c, address: '127.0.0.1:3'}, {name: d, address: '127.0.0.1:4'}]\n"
+      "  outlier: {consecutive_failures: 2, ejection_time: 1h}\n");
+  w.member(2).set_health(Health::unhealthy, "down");
+  w.member(3).set_health(Health::unhealthy, "down");
+  fail(w.member(0), 2);
+  EXPECT_TRUE(w.member(0).ejected()) << "one of four is within half";
+  fail(w.member(1), 2);
+  EXPECT_FALSE(w.member(1).ejected()) << "two of four would be half, but b is the last eligible member";
+  EXPECT_EQ(pick_any(w.cluster()), &w.member(1));
+}
+
+TEST(ClusterPick, TriedMembersAreKnownByIdentityAcrossAReorderingReload) {
+  constexpr const char* kBA =
+      "listeners: [{name: client, address: '127.0.0.1:0'}]\n"
+      "cluster:\n  members: [{name: b, address: '127.0.0.1:2'}, {name: a, address: '127.0.0.1:1'}]\n";
+  unit::TestCluster w(kConfig);
+  auto ab = unit::load_config(kConfig);
+  auto ba = unit::load_config(kBA);
+  for (int i = 0; i < 20; ++i) {
+    TriedMembers tried;
+    std::shared_ptr<Member> first = w.cluster().pick(tried);
+    ASSERT_TRUE(first);
+    // A reload between two attempts of one stream reorders the members.
+    w.cluster().apply((i % 2 == 0 ? ba : ab)->cluster);
+    std::shared_ptr<Member> second = w.cluster().pick(tried);
+    ASSERT_TRUE(second);
+    EXPECT_NE(second, first) << "the retry went back to the member it already tried";
+    EXPECT_EQ(w.cluster().pick(tried), nullptr) << "both tried";
+  }
 }
 
 }  // namespace

@@ -37,21 +37,23 @@ TEST(UpstreamSession, ReadyOnlyOnceTheMembersSettingsArrive) {
   EXPECT_EQ(c.member.requests, 1);
 }
 
-TEST(UpstreamSession, NoSettingsInTimeRefusesItsStreams) {
+TEST(UpstreamSession, NoSettingsInTimeLosesStreamsWhoseHeadersWentOut) {
   RecordingHandler h;
   ClusterWithMember c("connect_timeout: 100ms");
   c.member.hold_new_connections = true;
   UpstreamSession* s = c.pool().session_for_new_stream();
   ASSERT_GT(c.submit(*s, h), 0);
   ASSERT_TRUE(c.run_until([&] { return h.closed; }));
-  // The request never reached the member: safe to retry elsewhere.
-  EXPECT_EQ(h.close_kind, Close::refused);
+  // TCP was up, so the HEADERS went to the member's socket: it may act on
+  // the request although it never said SETTINGS. Never replayed.
+  EXPECT_EQ(h.close_kind, Close::lost);
   EXPECT_EQ(h.reason, "connect: no HTTP/2 SETTINGS from the member in time");
   EXPECT_EQ(c.pool().last_failure(), h.reason);
 }
 
 TEST(UpstreamSession, RefusedStreamIsRetryableOtherResetsAreNot) {
   RecordingHandler refused;
+  RecordingHandler rejected;
   RecordingHandler reset;
   ClusterWithMember c;
   c.member.answer = TestMember::Answer::reset;
@@ -63,11 +65,19 @@ TEST(UpstreamSession, RefusedStreamIsRetryableOtherResetsAreNot) {
   EXPECT_EQ(refused.close_kind, Close::refused);
   EXPECT_EQ(refused.close_code, uint32_t{NGHTTP2_REFUSED_STREAM});
 
-  c.member.reset_code = NGHTTP2_ENHANCE_YOUR_CALM;
+  // A reset that blames the request (grpc-go's answer to a malformed one)
+  // is not the member's failure; INTERNAL_ERROR is.
+  c.member.reset_code = NGHTTP2_PROTOCOL_ERROR;
+  ASSERT_GT(c.submit(*s, rejected), 0);
+  ASSERT_TRUE(c.run_until([&] { return rejected.closed; }));
+  EXPECT_EQ(rejected.close_kind, Close::rejected);
+  EXPECT_EQ(rejected.close_code, uint32_t{NGHTTP2_PROTOCOL_ERROR});
+
+  c.member.reset_code = NGHTTP2_INTERNAL_ERROR;
   ASSERT_GT(c.submit(*s, reset), 0);
   ASSERT_TRUE(c.run_until([&] { return reset.closed; }));
   EXPECT_EQ(reset.close_kind, Close::reset);
-  EXPECT_EQ(reset.close_code, uint32_t{NGHTTP2_ENHANCE_YOUR_CALM});
+  EXPECT_EQ(reset.close_code, uint32_t{NGHTTP2_INTERNAL_ERROR});
   // A stream reset leaves the connection up.
   EXPECT_EQ(s->state(), State::ready);
 }
@@ -88,9 +98,15 @@ TEST(UpstreamSession, GoawayRefusesStreamsAboveItAndDrainsTheConnection) {
 }
 
 TEST(UpstreamSession, QuietConnectionGetsOnePingAndStaysUp) {
-  ClusterWithMember c("health_check: {interval: 50ms, timeout: 200ms}");
+  RecordingHandler h;
+  ClusterWithMember c("", "limits: {keepalive_interval: 50ms, keepalive_timeout: 200ms}\n");
+  c.member.answer = TestMember::Answer::nothing;
   UpstreamSession* s = c.pool().session_for_new_stream();
   ASSERT_TRUE(c.run_until([&] { return s->state() == State::ready; }));
+  // No PING without a stream open (grpc-go counts one as a strike).
+  c.run_until([] { return false; }, 200);
+  EXPECT_EQ(c.member.pings, 0);
+  ASSERT_GT(c.submit(*s, h), 0);
   ASSERT_TRUE(c.run_until([&] { return c.member.pings >= 1; }));
   // One PING per quiet spell: nothing but its ACK came back, so no second
   // PING follows (gRPC servers call that abuse).
@@ -101,7 +117,7 @@ TEST(UpstreamSession, QuietConnectionGetsOnePingAndStaysUp) {
 
 TEST(UpstreamSession, UnansweredPingLosesTheConnectionAndItsStreams) {
   RecordingHandler h;
-  ClusterWithMember c("health_check: {interval: 50ms, timeout: 100ms}");
+  ClusterWithMember c("", "limits: {keepalive_interval: 50ms, keepalive_timeout: 100ms}\n");
   c.member.answer = TestMember::Answer::nothing;
   UpstreamSession* s = c.pool().session_for_new_stream();
   ASSERT_GT(c.submit(*s, h), 0);
