@@ -35,7 +35,7 @@ void ClientConnection::start() {
   int len = sizeof peer_;
   uv_tcp_getpeername(transport_.tcp(), reinterpret_cast<sockaddr*>(&peer_), &len);
   uv_tcp_nodelay(transport_.tcp(), 1);
-  last_activity_ = uv_now(worker_.loop());
+  last_activity_ = last_read_ = uv_now(worker_.loop());
   arm_timer(ms(worker_.config()->limits.classify_timeout));
   transport_.resume_reading();
 }
@@ -46,7 +46,11 @@ void ClientConnection::arm_timer(uint64_t timeout) {
 }
 
 void ClientConnection::on_transport_read(const char* data, size_t len) {
-  last_activity_ = uv_now(worker_.loop());
+  last_read_ = uv_now(worker_.loop());
+  ping_sent_ = 0;  // any frame answers a keepalive PING
+  // HTTP/2 control frames (PING, SETTINGS) keep no connection in use: the
+  // session reports stream frames through note_activity().
+  if (protocol_ != parsers::Protocol::http2) last_activity_ = last_read_;
   if (session_) {
     session_->on_read(data, len);
   } else {
@@ -56,13 +60,19 @@ void ClientConnection::on_transport_read(const char* data, size_t len) {
   uint64_t deadline = session_ && !closing_ ? session_->request_deadline() : 0;
   if (deadline != 0 && deadline != armed_deadline_) {
     armed_deadline_ = deadline;
-    arm_timer(deadline > last_activity_ ? deadline - last_activity_ : 0);
+    arm_timer(deadline > last_read_ ? deadline - last_read_ : 0);
   }
 }
 
 void ClientConnection::on_transport_error(int status) {
   const core::TlsEndpoint* tls = transport_.tls();
   if (tls && !tls->handshake_done()) {
+    // Counted once: a later error (the alert's write failing) only closes.
+    if (tls_failed_) {
+      close();
+      return;
+    }
+    tls_failed_ = true;
     listener_.count_rejected("tls_handshake");
     worker_.log().debug("tls handshake failed", {{"listener", listener_.name()}, {"error", tls->error()}});
     // The alert OpenSSL wrote (protocol_version, bad certificate...) tells
@@ -119,7 +129,8 @@ void ClientConnection::start_tls(const char* rest, size_t rest_len) {
   sniff_len_ = 0;
   transport_.start_tls(core::TlsEndpoint::server(listener_.tls_context()));
   transport_.feed_tls(hello.data(), hello_len);
-  if (!closing_ && rest_len > 0) transport_.feed_tls(rest, rest_len);
+  // Bytes after a ClientHello that already failed would fail again.
+  if (!closing_ && !tls_failed_ && rest_len > 0) transport_.feed_tls(rest, rest_len);
 }
 
 void ClientConnection::on_transport_secure() {
@@ -139,7 +150,8 @@ void ClientConnection::start_session(parsers::Protocol protocol) {
   } else {
     session_ = std::make_unique<Http1Session>(*this);
   }
-  arm_timer(ms(worker_.config()->limits.idle_timeout));
+  const auto& limits = worker_.config()->limits;
+  arm_timer(std::min(ms(limits.idle_timeout), ms(limits.keepalive_interval)));
   if (worker_.draining() || listener_.retired()) session_->shutdown(false);
 }
 
@@ -156,30 +168,79 @@ void ClientConnection::on_timer() {
   uint64_t deadline = session_->request_deadline();
   if (deadline != 0 && now >= deadline) {
     listener_.count_rejected("classify_timeout");
-    close();
+    close_with_goaway();
     return;
   }
   uint64_t idle_ms = ms(worker_.config()->limits.idle_timeout);
-  uint64_t since = now - std::max(last_activity_, transport_.last_write_progress());
-  // Idle: no stream or request in progress and nothing to write. Stalled: a
-  // client that stopped reading our answers. Either way for idle_timeout.
-  bool idle = session_->idle() && !transport_.write_pending();
-  bool stalled = transport_.write_pending();
-  if ((idle || stalled) && since >= idle_ms) {
-    if (stalled) {
+  uint64_t next = idle_ms;
+  if (transport_.write_pending()) {
+    // Stalled: a client that stopped reading our answers for idle_timeout.
+    uint64_t since = now - std::max(last_read_, transport_.last_write_progress());
+    if (since >= idle_ms) {
       close();
       return;
     }
-    // HTTP/2 clients get a GOAWAY naming the last stream served, so a
-    // request racing the close knows it was not processed.
-    session_->shutdown(true);
-    transport_.close_after_flush();
-    return;
+    next = idle_ms - since;
+  } else if (session_->idle()) {
+    // Idle: no stream or request in progress and nothing to write. An
+    // HTTP/1 answer written counts as use; HTTP/2 writes may be PING ACKs
+    // (the session notes a stream's end instead).
+    uint64_t used = last_activity_;
+    if (protocol_ != parsers::Protocol::http2) used = std::max(used, transport_.last_write_progress());
+    uint64_t since = now - used;
+    if (since >= idle_ms) {
+      // HTTP/2 clients get a GOAWAY naming the last stream served, so a
+      // request racing the close knows it was not processed.
+      session_->shutdown(true);
+      transport_.close_after_flush();
+      return;
+    }
+    next = idle_ms - since;
   }
-  uint64_t next = since < idle_ms ? idle_ms - since : idle_ms;
+  if (!session_->idle() && !keepalive(now, next)) return;
+  // A stream may open before the next wake: keepalive must be looked at
+  // within its interval (one wake per interval and connection).
+  next = std::min(next, ms(worker_.config()->limits.keepalive_interval));
   if (deadline != 0) next = std::min(next, deadline - now);
   arm_timer(next);
 }
+
+bool ClientConnection::keepalive(uint64_t now, uint64_t& next) {
+  const auto& limits = worker_.config()->limits;
+  uint64_t interval = ms(limits.keepalive_interval);
+  uint64_t timeout = ms(limits.keepalive_timeout);
+  if (ping_sent_ != 0) {
+    if (now - ping_sent_ >= timeout) {
+      // Nothing at all came back: the client is gone without closing TCP
+      // (a dropped network, a frozen process). Its streams end with the
+      // connection, which cancels their member streams.
+      worker_.log().debug("client stopped answering (PING timeout)", {{"listener", listener_.name()}});
+      close();
+      return false;
+    }
+    next = std::min(next, timeout - (now - ping_sent_));
+    return true;
+  }
+  uint64_t quiet = now - last_read_;
+  if (quiet < interval) {
+    next = std::min(next, interval - quiet);
+  } else if (session_->ping()) {
+    ping_sent_ = now;
+    next = std::min(next, timeout);
+  }
+  return true;
+}
+
+void ClientConnection::close_with_goaway() {
+  // The GOAWAY is queued and handed to the socket now; close() then drops
+  // whatever did not fit, so a client that stopped reading cannot hold the
+  // connection.
+  session_->shutdown(true);
+  transport_.produce_and_flush();
+  close();
+}
+
+void ClientConnection::note_activity() { last_activity_ = uv_now(worker_.loop()); }
 
 void ClientConnection::shutdown(bool final) {
   if (!session_) {

@@ -40,6 +40,9 @@ class ClientConnection : private core::Transport::Owner {
   // Drain (SIGTERM): unclassified connections close, sessions shut down.
   void shutdown(bool final);
   void close();
+  // The session saw a frame about a stream (not a PING, SETTINGS or
+  // WINDOW_UPDATE): the connection is in use, the idle timeout restarts.
+  void note_activity();
 
   size_t slot = 0;  // index in the worker's connection list, for O(1) removal
 
@@ -55,6 +58,10 @@ class ClientConnection : private core::Transport::Owner {
   void start_tls(const char* rest, size_t rest_len);
   void start_session(parsers::Protocol protocol);
   void arm_timer(uint64_t ms);
+  // Keepalive of a connection with open streams; false when it closed.
+  // Narrows `next` to when it must look again.
+  bool keepalive(uint64_t now, uint64_t& next);
+  void close_with_goaway();
   void on_handle_closed();
 
   Worker& worker_;
@@ -70,7 +77,10 @@ class ClientConnection : private core::Transport::Owner {
   bool closing_ = false;
   bool counted_active_ = false;
   int handles_open_ = 2;
-  uint64_t last_activity_ = 0;
+  uint64_t last_activity_ = 0;  // uv_now() of the last use (HTTP/2: a stream frame)
+  uint64_t last_read_ = 0;      // uv_now() of the last byte read, whatever it was
+  uint64_t ping_sent_ = 0;      // keepalive PING outstanding since (0: none)
+  bool tls_failed_ = false;     // the handshake failure was counted
   uint64_t armed_deadline_ = 0;  // request deadline the timer was last set for
 };
 

@@ -1,11 +1,13 @@
 #include "proxy/http2_session.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
 #include "proxy/client_connection.h"
 #include "proxy/core/address.h"
 #include "proxy/core/h2_common.h"
+#include "proxy/core/uv_time.h"
 #include "proxy/listener.h"
 #include "proxy/local_handlers.h"
 #include "proxy/proxied_stream.h"
@@ -20,6 +22,7 @@ struct Http2Session::Stream {
   std::string_view method;
   std::string_view path;
   uint32_t header_bytes = 0;
+  std::string host;  // `host`, which is not forwarded, for a missing :authority
   std::string local_body;  // a local handler's answer
   size_t local_sent = 0;
   core::Pooled<ProxiedStream> proxy;
@@ -36,8 +39,8 @@ Http2Session::Http2Session(ClientConnection& conn)
       streams_(&conn.worker().context().stream_memory()),
       max_header_list_size_(conn.worker().config()->limits.max_header_list_size),
       peer_(core::format_peer(conn.peer())) {
-  const core::H2Handlers handlers{on_begin_headers, on_header, on_frame_recv,
-                                  on_data_chunk, on_frame_send, on_stream_close};
+  const core::H2Handlers handlers{on_begin_headers, on_header,       on_frame_recv, on_data_chunk,
+                                  on_frame_send,    on_stream_close, nullptr,       on_begin_frame};
   const auto& limits = conn.worker().config()->limits;
   std::array<nghttp2_settings_entry, 2> settings = {{
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams},
@@ -120,9 +123,35 @@ void Http2Session::consume(int32_t id, size_t n) {
   conn_.transport().schedule();
 }
 
+void Http2Session::set_window(int32_t id, uint32_t window) {
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, id, static_cast<int32_t>(window));
+  conn_.transport().schedule();
+}
+
 void Http2Session::reset(int32_t id, uint32_t error_code) {
   nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, error_code);
   conn_.transport().schedule();
+}
+
+bool Http2Session::ping() {
+  nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr);
+  conn_.transport().schedule();
+  return true;
+}
+
+int Http2Session::on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user) {
+  auto* s = self(user);
+  // A header block's frames come back to back (RFC 9113 6.10), so the
+  // block ends when on_frame_recv sees the HEADERS or, for a block nghttp2
+  // rejected (no on_frame_recv), when any other frame begins.
+  if (hd->type == NGHTTP2_HEADERS && s->header_block_deadline_ == 0) {
+    Worker& w = s->conn_.worker();
+    s->header_block_deadline_ = uv_now(w.loop()) + core::ms(w.config()->limits.classify_timeout);
+  } else if (hd->type != NGHTTP2_CONTINUATION) {
+    s->header_block_deadline_ = 0;
+  }
+  if (hd->stream_id != 0) s->conn_.note_activity();
+  return 0;
 }
 
 int Http2Session::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user) {
@@ -146,14 +175,16 @@ int Http2Session::on_header(nghttp2_session*, const nghttp2_frame* frame, const 
   if (!core::count_header_field(stream->header_bytes, namelen, valuelen, s->max_header_list_size_))
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   std::string_view n(reinterpret_cast<const char*>(name), namelen);
+  if (n == "host") stream->host.assign(reinterpret_cast<const char*>(value), valuelen);
   if (core::is_hop_by_hop(n)) return 0;
   stream->headers.push_back({std::string(n), std::string(reinterpret_cast<const char*>(value), valuelen)});
   return 0;
 }
 
 int Http2Session::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user) {
-  if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
   auto* s = self(user);
+  if (frame->hd.type == NGHTTP2_HEADERS) s->header_block_deadline_ = 0;
+  if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
   Stream* stream = s->find(frame->hd.stream_id);
   if (!stream) return 0;
   bool end_stream = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
@@ -199,10 +230,19 @@ int Http2Session::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t 
   if (it->second->proxy) it->second->proxy->on_downstream_close(error_code);
   s->streams_.erase(it);
   s->conn_.worker().streams_active().dec();
+  s->conn_.note_activity();  // the idle timeout counts from the last stream's end
   return 0;
 }
 
 void Http2Session::on_request(Stream& stream, bool end_stream) {
+  // A request translated from HTTP/1 may name its target only in `host`,
+  // which does not cross the proxy: it becomes :authority (RFC 9113
+  // 8.3.1), among the pseudo-headers, which come first.
+  if (!stream.host.empty() && core::find_header(stream.headers, ":authority").empty()) {
+    auto regular = std::find_if(stream.headers.begin(), stream.headers.end(),
+                                [](const core::HeaderField& f) { return !f.name.starts_with(':'); });
+    stream.headers.insert(regular, {":authority", std::move(stream.host)});
+  }
   for (const auto& f : stream.headers) {
     if (f.name == ":method") stream.method = f.value;
     if (f.name == ":path") stream.path = f.value;

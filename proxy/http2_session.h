@@ -14,6 +14,7 @@
 #include "proxy/core/header_list.h"
 #include "proxy/core/pooled.h"
 #include "proxy/session.h"
+#include "proxy/window_budget.h"
 
 namespace sidemux {
 
@@ -31,6 +32,9 @@ class Http2Session : public Session {
   void on_read(const char* data, size_t len) override;
   void produce() override;
   bool idle() const override { return streams_.empty(); }
+  // A header block under way (HEADERS, then CONTINUATION) must end by then.
+  uint64_t request_deadline() const override { return header_block_deadline_; }
+  bool ping() override;
   void shutdown(bool final) override;
 
   // For proxied streams.
@@ -42,11 +46,18 @@ class Http2Session : public Session {
   // Request bytes passed on: reopen the stream's window (the connection's
   // reopens on receipt, as on the member side).
   void consume(int32_t id, size_t n);
+  // Grow the stream's window to `window` bytes (from request_budget()).
+  void set_window(int32_t id, uint32_t window);
+  // This connection's share of stream windows: towards the members for its
+  // responses, towards the client for its requests.
+  WindowBudget& response_budget() { return response_budget_; }
+  WindowBudget& request_budget() { return request_budget_; }
   void reset(int32_t id, uint32_t error_code);
 
  private:
   struct Stream;
 
+  static int on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user);
   static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
                        const uint8_t* value, size_t valuelen, uint8_t flags, void* user);
@@ -69,6 +80,9 @@ class Http2Session : public Session {
   uint32_t max_header_list_size_;
   std::string peer_;
   bool failed_ = false;
+  uint64_t header_block_deadline_ = 0;
+  WindowBudget response_budget_{core::kInitialStreamWindow};
+  WindowBudget request_budget_{core::kClientInitialStreamWindow};
 };
 
 }  // namespace sidemux

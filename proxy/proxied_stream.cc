@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 #include "parsers/grpc.h"
 #include "proxy/core/metric_names.h"
@@ -60,7 +61,8 @@ ProxiedStream::ProxiedStream(Http2Session& session, int32_t id, core::HeaderList
       request_headers_(std::move(request_headers)),
       response_headers_(&session.worker().context().stream_memory()),
       trailers_(&session.worker().context().stream_memory()),
-      request_ended_(request_ended) {
+      request_ended_(request_ended),
+      request_window_(session.request_budget().join()) {
   // gRPC answers carry a handful of headers and two or three trailers.
   response_headers_.reserve(8);
   trailers_.reserve(4);
@@ -139,6 +141,9 @@ void ProxiedStream::attempt(std::string_view last_failure) {
         member_ = m;
         up_ = session;
         up_id_ = id;
+        // A retry's new stream starts from the initial window again.
+        if (response_window_ != 0) down_.response_budget().leave(response_window_);
+        response_window_ = down_.response_budget().join();
         m->stream_started();
         m->watch(*this);
         return;
@@ -170,7 +175,14 @@ void ProxiedStream::on_request_end() {
 }
 
 ssize_t ProxiedStream::read_request_body(uint8_t* buf, size_t len, uint32_t* data_flags) {
-  size_t n = std::min(len, request_body_.size() - request_sent_);
+  size_t unsent = request_body_.size() - request_sent_;
+  size_t n = std::min(len, unsent);
+  // The client filled half its window and the member takes the bytes: let
+  // the client send more at a time, as far as the connection's budget goes.
+  if (n > 0 && unsent >= request_window_ / 2) {
+    uint32_t grown = down_.request_budget().grow(request_window_);
+    if (grown != request_window_) down_.set_window(down_id_, request_window_ = grown);
+  }
   std::memcpy(buf, request_body_.data() + request_sent_, n);
   request_sent_ += n;
   // The client's window reopens for bytes the member's window took. Bytes
@@ -227,12 +239,22 @@ void ProxiedStream::on_response_data(const uint8_t* data, size_t len, bool end_s
 }
 
 ssize_t ProxiedStream::read_response_body(uint8_t* buf, size_t len, uint32_t* data_flags) {
-  size_t n = std::min(len, response_body_.size());
+  size_t buffered = response_body_.size();
+  size_t n = std::min(len, buffered);
   std::memcpy(buf, response_body_.data(), n);
+  response_sent_.advance(response_body_.data(), n);
   response_body_.consume(n);
   bytes_out_ += n;
-  // The member's window reopens for bytes the client's window took.
-  if (n > 0 && up_) up_->consume(up_id_, n);
+  // The member's window reopens for bytes the client's window took. A
+  // member that filled half of it sending to a client that keeps up gets a
+  // larger one, as far as the connection's budget goes.
+  if (n > 0 && up_) {
+    up_->consume(up_id_, n);
+    if (buffered >= response_window_ / 2) {
+      uint32_t grown = down_.response_budget().grow(response_window_);
+      if (grown != response_window_) up_->set_window(up_id_, response_window_ = grown);
+    }
+  }
   if (!response_body_.empty()) return static_cast<ssize_t>(n);
   if (!response_ended_) return n > 0 ? static_cast<ssize_t>(n) : ssize_t{NGHTTP2_ERR_DEFERRED};
   *data_flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -322,9 +344,18 @@ void ProxiedStream::end_with_status(int grpc_status, std::string_view message) {
   grpc_status_ = grpc_status;
   core::HeaderList status = {{"grpc-status", std::to_string(grpc_status)}, {"grpc-message", grpc::percent_encode(message)}};
   if (response_started_) {
-    // Headers went out already: what is buffered is dropped and the stream
-    // ends with trailers carrying the status.
-    response_body_.clear();
+    // Headers went out already: the stream ends with trailers carrying the
+    // status, after the rest of the message the client is in the middle of
+    // (what is buffered beyond it is dropped). A message whose end never
+    // arrived cannot be finished: the stream is reset instead.
+    std::optional<size_t> rest = response_sent_.rest_of_message(response_body_.data(), response_body_.size());
+    if (!rest) {
+      response_body_.clear();
+      response_ended_ = true;
+      down_.reset(down_id_, NGHTTP2_CANCEL);
+      return;
+    }
+    response_body_.truncate(*rest);
     trailers_ = std::move(status);
     response_ended_ = true;
     down_.resume_data(down_id_);
@@ -350,6 +381,10 @@ void ProxiedStream::on_downstream_close(uint32_t error_code) {
   downstream_closed_ = true;
   detach_upstream(NGHTTP2_CANCEL);
   deadline_.reset();
+  // The buffers go with the stream, and its windows back to the budgets.
+  if (response_window_ != 0) down_.response_budget().leave(response_window_);
+  down_.request_budget().leave(request_window_);
+  response_window_ = request_window_ = 0;
   if (grpc_status_ < 0)
     grpc_status_ = static_cast<int>(error_code == NGHTTP2_NO_ERROR ? grpc::Status::unknown : grpc::Status::cancelled);
   finish();

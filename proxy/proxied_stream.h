@@ -6,7 +6,9 @@
 // Flow control is end to end: request bytes are consumed on the client's
 // window only when the member's window took them, response bytes on the
 // member's window only when the client's window took them. Each direction
-// buffers at most one stream window (proxy/core/flow_windows.h).
+// buffers at most one stream window (proxy/core/flow_windows.h), which
+// grows from the client connection's budget (proxy/window_budget.h) while
+// the stream's bytes keep moving.
 #pragma once
 
 #include <uv.h>
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "conf/config.h"
+#include "parsers/grpc_framing.h"
 #include "proxy/core/byte_queue.h"
 #include "proxy/core/header_list.h"
 #include "upstream/cluster.h"
@@ -93,6 +96,10 @@ class ProxiedStream final : public upstream::StreamHandler, private upstream::Me
   bool response_started_ = false;  // response HEADERS submitted downstream
   bool response_ended_ = false;
   bool downstream_closed_ = false;
+  // Stream windows held from the connection's budgets (0: none).
+  uint32_t response_window_ = 0;  // the member's stream, for response bytes
+  uint32_t request_window_ = 0;   // the client's stream, for request bytes
+  parsers::grpc::MessageFraming response_sent_;  // of the bytes the client took
 
   // Shared: a member removed by a reload lives on until its streams end.
   std::shared_ptr<upstream::Member> member_;

@@ -23,6 +23,8 @@ class Session {
   // complete (0: none in progress). Bounds slow request heads (slowloris),
   // as HAProxy's "timeout http-request" does.
   virtual uint64_t request_deadline() const { return 0; }
+  // Queue a keepalive PING; false if the protocol has none (HTTP/1).
+  virtual bool ping() { return false; }
   // Graceful shutdown. `final` false: announce it (HTTP/2 GOAWAY notice,
   // HTTP/1 closes when idle); true: stop taking new streams.
   virtual void shutdown(bool final) = 0;

@@ -154,6 +154,11 @@ void UpstreamSession::consume(int32_t stream_id, size_t n) {
   transport_.schedule();
 }
 
+void UpstreamSession::set_window(int32_t stream_id, uint32_t window) {
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, stream_id, static_cast<int32_t>(window));
+  transport_.schedule();
+}
+
 void UpstreamSession::reset(int32_t stream_id, uint32_t error_code) {
   if (streams_.erase(stream_id) == 0) return;
   nghttp2_session_set_stream_user_data(session_, stream_id, nullptr);

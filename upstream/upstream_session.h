@@ -53,6 +53,8 @@ class UpstreamSession : private core::Transport::Owner {
   // bounded by its own window, and one slow client must not be able to
   // hold the shared connection window of every stream to the member.)
   void consume(int32_t stream_id, size_t n);
+  // Grow the stream's window to `window` bytes (the consumer's budget).
+  void set_window(int32_t stream_id, uint32_t window);
   // Cancel a stream; the handler gets no further calls.
   void reset(int32_t stream_id, uint32_t error_code);
   // No new streams; close when the last one ends.

@@ -1,6 +1,8 @@
-// A FIFO of bytes: appended at the back, consumed from the front. Keeps its
-// capacity, so a stream that moves bytes steadily allocates only until its
-// buffer reached the flow-control window it is bounded by.
+// A FIFO of bytes: appended at the back, consumed from the front. Keeps a
+// small capacity across drains, so a stream that moves bytes steadily
+// allocates only until its buffer reached the size its traffic needs; a
+// buffer a burst grew past kKeepCapacity is freed once drained, so a quiet
+// stream does not keep its peak.
 #pragma once
 
 #include <cstddef>
@@ -12,10 +14,15 @@ namespace sidemux::core {
 
 class ByteQueue {
  public:
+  // Kept across drains: gRPC messages of a few KiB reuse their buffer;
+  // larger ones cost one allocation per 64 KiB or more passed through.
+  static constexpr size_t kKeepCapacity = 64 * 1024;
+
   void append(const uint8_t* data, size_t len) { buf_.append(reinterpret_cast<const char*>(data), len); }
   const uint8_t* data() const { return reinterpret_cast<const uint8_t*>(buf_.data()) + head_; }
   size_t size() const { return buf_.size() - head_; }
   bool empty() const { return size() == 0; }
+  size_t capacity() const { return buf_.capacity(); }
 
   void consume(size_t n) {
     head_ += n;
@@ -28,8 +35,17 @@ class ByteQueue {
       head_ = 0;
     }
   }
+  // Keeps the first `n` bytes, drops the rest.
+  void truncate(size_t n) {
+    if (n == 0) return clear();
+    if (n < size()) buf_.resize(head_ + n);
+  }
   void clear() {
-    buf_.clear();
+    if (buf_.capacity() > kKeepCapacity) {
+      std::string().swap(buf_);
+    } else {
+      buf_.clear();
+    }
     head_ = 0;
   }
 

@@ -23,6 +23,7 @@ using H2Callbacks = std::unique_ptr<nghttp2_session_callbacks, H2CallbacksDelete
 H2Callbacks make_h2_callbacks(const H2Handlers& h) {
   nghttp2_session_callbacks* cbs;
   nghttp2_session_callbacks_new(&cbs);
+  if (h.on_begin_frame) nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, h.on_begin_frame);
   if (h.on_begin_headers) nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, h.on_begin_headers);
   if (h.on_header) nghttp2_session_callbacks_set_on_header_callback(cbs, h.on_header);
   if (h.on_frame_recv) nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, h.on_frame_recv);
@@ -62,7 +63,8 @@ nghttp2_session* new_h2_session(H2Role role, const H2Handlers& handlers, void* u
   }
   std::vector<nghttp2_settings_entry> all(settings.begin(), settings.end());
   all.push_back({NGHTTP2_SETTINGS_ENABLE_PUSH, 0});
-  all.push_back({NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow});
+  all.push_back({NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
+                 role == H2Role::server ? kClientInitialStreamWindow : kInitialStreamWindow});
   nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, all.data(), all.size());
   nghttp2_session_set_local_window_size(session, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
   return session;

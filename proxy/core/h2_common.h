@@ -22,6 +22,7 @@ struct H2Handlers {
   nghttp2_on_frame_send_callback on_frame_send = nullptr;
   nghttp2_on_stream_close_callback on_stream_close = nullptr;
   nghttp2_before_frame_send_callback before_frame_send = nullptr;
+  nghttp2_on_begin_frame_callback on_begin_frame = nullptr;
 };
 
 enum class H2Role { server, client };
@@ -29,7 +30,7 @@ enum class H2Role { server, client };
 // A new session (free it with nghttp2_session_del) whose windows reopen only
 // when the other side took the bytes (consume()), which keeps no closed
 // streams, and whose abuse bounds hold for clients and members alike. Its
-// first SETTINGS are queued: `settings`, then push off and the stream window
+// first SETTINGS are queued: `settings`, then push off and the initial stream window
 // (flow_windows.h); the connection window is opened to kConnectionWindow.
 nghttp2_session* new_h2_session(H2Role role, const H2Handlers& handlers, void* user,
                                 std::span<const nghttp2_settings_entry> settings);

@@ -6,6 +6,20 @@ namespace sidemux::core {
 
 namespace {
 Transport* self(uv_handle_t* h) { return static_cast<Transport*>(h->data); }
+
+// Steady traffic stays below the high-water mark plus one batch, and keeps
+// its buffers; a burst past twice that (a large local answer, a window's
+// worth of frames at once) gives its memory back once written, so an idle
+// connection does not keep its peak.
+constexpr size_t kKeepCapacity = 2 * Transport::kWriteHighWater;
+
+void release_if_burst(std::string& buf) {
+  if (buf.capacity() > kKeepCapacity) {
+    std::string().swap(buf);
+  } else {
+    buf.clear();
+  }
+}
 }  // namespace
 
 Transport::Transport(LoopContext& context, Owner& owner, metrics::Counter& bytes_in, metrics::Counter& bytes_out)
@@ -101,7 +115,7 @@ void Transport::flush() {
   if (closing_) return;
   if (!tls_plain_.empty()) {
     tls_->write(tls_plain_);
-    tls_plain_.clear();
+    release_if_burst(tls_plain_);
     tls_->drain_ciphertext(out_);
   }
   if (writing_) return;
@@ -125,7 +139,8 @@ void Transport::flush() {
 
 void Transport::on_write_done(int status) {
   writing_ = false;
-  inflight_.clear();
+  release_if_burst(inflight_);
+  if (out_.empty()) release_if_burst(out_);
   last_write_progress_ = uv_now(context_.loop());
   if (closing_) return;
   if (status != 0) {

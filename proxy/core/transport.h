@@ -84,7 +84,8 @@ class Transport {
   uv_tcp_t tcp_;
   uv_write_t write_req_;
   // Double buffer: the owner appends to out_ while inflight_ is being
-  // written; both keep their capacity, so steady traffic allocates nothing.
+  // written; both keep their capacity up to twice the high-water mark, so
+  // steady traffic allocates nothing and a burst is given back.
   std::string out_;
   std::string inflight_;
   // Plaintext for TLS, encrypted once per flush: one SSL_write per batch

@@ -40,5 +40,37 @@ TEST(ByteQueue, StreamsManyChunksInOrder) {
   EXPECT_EQ(in, out);
 }
 
+TEST(ByteQueue, TruncateKeepsTheFront) {
+  ByteQueue q;
+  q.append(bytes("abcdefgh"), 8);
+  q.consume(2);
+  q.truncate(3);
+  EXPECT_EQ(str(q), "cde");
+  q.truncate(10);  // longer than the queue: nothing changes
+  EXPECT_EQ(str(q), "cde");
+  q.truncate(0);
+  EXPECT_TRUE(q.empty());
+}
+
+TEST(ByteQueue, BurstCapacityFreedWhenDrained) {
+  ByteQueue q;
+  std::string burst(1 << 20, 'b');
+  q.append(bytes(burst.c_str()), burst.size());
+  EXPECT_GE(q.capacity(), burst.size());
+  q.consume(burst.size() - 1);
+  q.consume(1);
+  EXPECT_TRUE(q.empty());
+  EXPECT_LE(q.capacity(), ByteQueue::kKeepCapacity);
+}
+
+TEST(ByteQueue, SmallBufferKeptAcrossDrains) {
+  ByteQueue q;
+  std::string msg(4096, 'm');
+  q.append(bytes(msg.c_str()), msg.size());
+  size_t cap = q.capacity();
+  q.consume(msg.size());
+  EXPECT_EQ(q.capacity(), cap);  // steady small traffic allocates nothing more
+}
+
 }  // namespace
 }  // namespace sidemux::core

@@ -1,0 +1,64 @@
+#include "parsers/grpc_framing.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace sidemux::parsers::grpc {
+namespace {
+
+std::vector<uint8_t> message(size_t len) {
+  std::vector<uint8_t> m = {0, uint8_t(len >> 24), uint8_t(len >> 16), uint8_t(len >> 8), uint8_t(len)};
+  m.resize(5 + len, 'x');
+  return m;
+}
+
+TEST(MessageFraming, BoundariesAcrossChunks) {
+  MessageFraming f;
+  EXPECT_TRUE(f.at_boundary());
+  auto a = message(10);
+  f.advance(a.data(), 3);  // inside the prefix
+  EXPECT_FALSE(f.at_boundary());
+  f.advance(a.data() + 3, 4);  // inside the payload
+  EXPECT_FALSE(f.at_boundary());
+  f.advance(a.data() + 7, a.size() - 7);
+  EXPECT_TRUE(f.at_boundary());
+}
+
+TEST(MessageFraming, SeveralMessagesInOneChunk) {
+  auto a = message(2), b = message(0), c = message(300);
+  std::vector<uint8_t> all(a);
+  all.insert(all.end(), b.begin(), b.end());
+  all.insert(all.end(), c.begin(), c.end());
+  MessageFraming f;
+  f.advance(all.data(), all.size() - 1);
+  EXPECT_FALSE(f.at_boundary());
+  f.advance(all.data() + all.size() - 1, 1);
+  EXPECT_TRUE(f.at_boundary());
+}
+
+TEST(MessageFraming, RestOfMessage) {
+  auto a = message(100);
+  auto b = message(50);
+  MessageFraming f;
+  EXPECT_EQ(f.rest_of_message(a.data(), a.size()), 0u);
+  f.advance(a.data(), 40);
+  // The rest of a is 65 bytes; b's bytes after it are not part of it.
+  std::vector<uint8_t> ahead(a.begin() + 40, a.end());
+  ahead.insert(ahead.end(), b.begin(), b.end());
+  EXPECT_EQ(f.rest_of_message(ahead.data(), ahead.size()), 65u);
+  EXPECT_EQ(f.rest_of_message(ahead.data(), 64), std::nullopt);
+  // Probing does not move the cursor.
+  EXPECT_FALSE(f.at_boundary());
+}
+
+TEST(MessageFraming, RestOfMessageWithPrefixSplit) {
+  auto a = message(1000);
+  MessageFraming f;
+  f.advance(a.data(), 2);  // half the prefix went out
+  EXPECT_EQ(f.rest_of_message(a.data() + 2, 3), std::nullopt);
+  EXPECT_EQ(f.rest_of_message(a.data() + 2, a.size() - 2), a.size() - 2);
+}
+
+}  // namespace
+}  // namespace sidemux::parsers::grpc
