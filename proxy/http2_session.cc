@@ -16,7 +16,8 @@
 namespace sidemux {
 
 struct Http2Session::Stream {
-  int32_t id;
+  explicit Stream(std::pmr::memory_resource& pool) : headers(&pool) {}
+  int32_t id = 0;
   core::HeaderList headers;  // request headers as received, pseudo-headers first
   std::string_view method;
   std::string_view path;
@@ -24,7 +25,7 @@ struct Http2Session::Stream {
   std::string host;  // `host`, which is not forwarded, for a missing :authority
   std::string local_body;  // a local handler's answer
   size_t local_sent = 0;
-  std::unique_ptr<ProxiedStream> proxy;
+  core::Pooled<ProxiedStream> proxy;
 };
 
 namespace {
@@ -35,6 +36,7 @@ Http2Session* self(void* user) { return static_cast<Http2Session*>(user); }
 
 Http2Session::Http2Session(ClientConnection& conn)
     : conn_(conn),
+      streams_(&conn.worker().context().stream_memory()),
       max_header_list_size_(conn.worker().config()->limits.max_header_list_size),
       peer_(core::format_peer(conn.peer())) {
   const core::H2Handlers handlers{on_begin_headers, on_header,       on_frame_recv, on_data_chunk,
@@ -155,7 +157,8 @@ int Http2Session::on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, v
 int Http2Session::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user) {
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   auto* s = self(user);
-  auto stream = std::make_unique<Stream>();
+  auto& pool = s->conn_.worker().context().stream_memory();
+  auto stream = core::make_pooled<Stream>(pool, pool);
   stream->id = frame->hd.stream_id;
   stream->headers.reserve(12);  // a gRPC request's usual count, so one allocation
   s->streams_.emplace(frame->hd.stream_id, std::move(stream));
@@ -248,7 +251,8 @@ void Http2Session::on_request(Stream& stream, bool end_stream) {
     respond_local(stream);
     return;
   }
-  stream.proxy = std::make_unique<ProxiedStream>(*this, stream.id, std::move(stream.headers), end_stream);
+  stream.proxy = core::make_pooled<ProxiedStream>(conn_.worker().context().stream_memory(), *this, stream.id,
+                                                  std::move(stream.headers), end_stream);
   stream.method = stream.path = {};
   stream.proxy->start();
 }

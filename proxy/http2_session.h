@@ -7,10 +7,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <memory_resource>
 #include <string>
 #include <unordered_map>
 
 #include "proxy/core/header_list.h"
+#include "proxy/core/pooled.h"
 #include "proxy/session.h"
 #include "proxy/window_budget.h"
 
@@ -74,7 +76,7 @@ class Http2Session : public Session {
 
   ClientConnection& conn_;
   nghttp2_session* session_ = nullptr;
-  std::unordered_map<int32_t, std::unique_ptr<Stream>> streams_;
+  std::pmr::unordered_map<int32_t, core::Pooled<Stream>> streams_;
   uint32_t max_header_list_size_;
   std::string peer_;
   bool failed_ = false;

@@ -1,5 +1,6 @@
 #include "proxy/server.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +13,12 @@ namespace sidemux {
 
 namespace {
 Server* self(uv_handle_t* h) { return static_cast<Server*>(h->data); }
+
+// malloc_trim once this many client connections closed since the last one,
+// checked this often (an atomic load): rare under steady traffic, within a
+// second after a crowd left.
+constexpr uint64_t kTrimAfterClosed = 256;
+constexpr uint64_t kTrimCheckMs = 1000;
 
 // The sockets of a generation's listeners: one per worker and listener
 // (SO_REUSEPORT), or -1 where a running listener carries over
@@ -119,7 +126,11 @@ bool Server::start(std::string& error) {
     Server* s = self(reinterpret_cast<uv_handle_t*>(a));
     if (s->checker_) s->checker_->check_now();
   });
-  sighup_.data = sigterm_.data = sigint_.data = worker_drained_.data = status_round_.data = this;
+  uv_timer_init(&loop_, &trim_timer_);
+  sighup_.data = sigterm_.data = sigint_.data = worker_drained_.data = status_round_.data = trim_timer_.data = this;
+  uv_timer_start(
+      &trim_timer_, [](uv_timer_t* t) { self(reinterpret_cast<uv_handle_t*>(t))->maybe_trim(); }, kTrimCheckMs,
+      kTrimCheckMs);
   uv_signal_start(&sighup_, [](uv_signal_t* s, int) { self(reinterpret_cast<uv_handle_t*>(s))->reload(); }, SIGHUP);
   auto on_stop = [](uv_signal_t* s, int) { self(reinterpret_cast<uv_handle_t*>(s))->drain(); };
   uv_signal_start(&sigterm_, on_stop, SIGTERM);
@@ -252,8 +263,19 @@ void Server::close_handles() {
   }
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&sighup_), reinterpret_cast<uv_handle_t*>(&sigterm_),
                          reinterpret_cast<uv_handle_t*>(&sigint_), reinterpret_cast<uv_handle_t*>(&worker_drained_),
-                         reinterpret_cast<uv_handle_t*>(&status_round_)})
+                         reinterpret_cast<uv_handle_t*>(&status_round_), reinterpret_cast<uv_handle_t*>(&trim_timer_)})
     uv_close(h, nullptr);
+}
+
+void Server::maybe_trim() {
+  if (!process_) return;
+  uint64_t closed = process_->connections_closed.load(std::memory_order_relaxed);
+  if (closed - closed_at_trim_ < kTrimAfterClosed) return;
+  closed_at_trim_ = closed;
+  // Walks every arena's free chunks and returns whole free pages (a few
+  // milliseconds at most, on this thread); workers allocating meanwhile
+  // wait for their arena's lock only while it is being walked.
+  malloc_trim(0);
 }
 
 }  // namespace sidemux

@@ -39,6 +39,7 @@ class Server {
   void drain();
   void on_worker_drained();
   void close_handles();  // the main loop's: it ends once they are closed
+  void maybe_trim();
 
   std::string config_path_;
   core::Logger& log_;
@@ -50,6 +51,11 @@ class Server {
   uv_signal_t sigterm_;
   uv_signal_t sigint_;
   uv_async_t worker_drained_;
+  // glibc keeps the memory freed by connections that went away (their
+  // nghttp2 sessions and buffers) for reuse: after many closed, it is given
+  // back to the system from here, off the workers' loops.
+  uv_timer_t trim_timer_;
+  uint64_t closed_at_trim_ = 0;
   core::FileWatch::Ptr watch_;  // reload.watch; on loop_
   std::atomic<unsigned> drained_{0};
   bool draining_ = false;

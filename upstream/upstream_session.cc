@@ -44,6 +44,7 @@ UpstreamSession::UpstreamSession(core::LoopContext& context, Pool& pool, Member&
       pool_(pool),
       member_(member),
       transport_(context, *this, context.upstream_bytes_in(), context.upstream_bytes_out()),
+      streams_(&context.stream_memory()),
       opened_at_(uv_now(context.loop())) {
   uv_timer_init(context.loop(), &timer_);
   timer_.data = this;

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <memory_resource>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -113,7 +114,7 @@ class UpstreamSession : private core::Transport::Owner {
     bool informational = false;   // the block being received is a 1xx
     bool reset_by_member = false;  // an RST_STREAM came from the member
   };
-  std::unordered_map<int32_t, OpenStream> streams_;
+  std::pmr::unordered_map<int32_t, OpenStream> streams_;
   bool ping_outstanding_ = false;
   bool heard_since_ping_ = true;  // a frame other than a PING ACK arrived
   uint64_t last_read_ = 0;

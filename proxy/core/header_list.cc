@@ -18,9 +18,11 @@ bool is_hop_by_hop(std::string_view name) {
   }
 }
 
-std::vector<nghttp2_nv> to_nv(const HeaderList& fields) {
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(fields.size());
+std::span<const nghttp2_nv> to_nv(const HeaderList& fields) {
+  // One per thread, reused: its capacity settles at the largest header
+  // block, so a submit allocates nothing here.
+  static thread_local std::vector<nghttp2_nv> nva;
+  nva.clear();
   for (const auto& f : fields) {
     nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(f.name.data())),
                    reinterpret_cast<uint8_t*>(const_cast<char*>(f.value.data())), f.name.size(), f.value.size(),

@@ -2,6 +2,8 @@
 
 #include <openssl/x509v3.h>
 
+#include <algorithm>
+
 #include "proxy/core/openssl_error.h"
 
 namespace sidemux::core {
@@ -104,11 +106,14 @@ void TlsEndpoint::write(std::string_view plain) {
 }
 
 void TlsEndpoint::drain_ciphertext(std::string& out) {
-  char* data;
-  long n = BIO_get_mem_data(wbio_, &data);
-  if (n <= 0) return;
-  out.append(data, static_cast<size_t>(n));
-  (void)BIO_reset(wbio_);
+  // Read out rather than copied and BIO_reset: a reset of a writable memory
+  // BIO clears its whole allocation, which grows to the largest batch.
+  size_t n = BIO_ctrl_pending(wbio_);
+  if (n == 0) return;
+  size_t old = out.size();
+  out.resize(old + n);
+  int got = BIO_read(wbio_, out.data() + old, static_cast<int>(n));
+  out.resize(old + static_cast<size_t>(std::max(got, 0)));
 }
 
 bool TlsEndpoint::take_handshake_event() {

@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "t/unit/support/peer_work.h"
+
 namespace sidemux::unit {
 
 // Binds 127.0.0.1:0 before the config exists, so the config can name it.
@@ -75,6 +77,9 @@ class TestMember {
   bool hold_new_connections = false;  // accepted, but not a byte answered
   uint32_t max_concurrent_streams = 100;
   Answer answer = Answer::ok;
+  // With Answer::ok: empty, a trailers-only answer; else HEADERS, this body
+  // in DATA, then the grpc-status trailer, as a unary gRPC call is answered.
+  std::string body;
   uint32_t reset_code = NGHTTP2_INTERNAL_ERROR;
 
   // What it saw.
@@ -105,6 +110,7 @@ class TestMember {
 
  private:
   void accept() {
+    PeerWork peer;
     auto c = std::make_unique<Connection>();
     c->member = this;
     uv_tcp_init(listener_.loop, &c->tcp);
@@ -129,6 +135,7 @@ class TestMember {
           *buf = uv_buf_init(storage, sizeof storage);
         },
         [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+          PeerWork reading;
           auto* conn = static_cast<Connection*>(s->data);
           if (n < 0) {
             conn->member->drop(*conn);
@@ -152,6 +159,7 @@ class TestMember {
   }
 
   void flush(Connection& c) {
+    PeerWork peer;
     if (c.closed) return;
     struct Write {
       uv_write_t req;
@@ -182,6 +190,10 @@ class TestMember {
     int32_t id = frame->hd.stream_id;
     switch (m.answer) {
       case Answer::ok: {
+        if (!m.body.empty()) {
+          submit_unary_answer(session, id, m.body);
+          break;
+        }
         const nghttp2_nv nva[] = {
             {(uint8_t*)":status", (uint8_t*)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
             {(uint8_t*)"grpc-status", (uint8_t*)"0", 11, 1, NGHTTP2_NV_FLAG_NONE},
@@ -194,6 +206,27 @@ class TestMember {
       case Answer::nothing: break;
     }
     return 0;
+  }
+
+  // `body` fits one DATA frame: it goes out whole, the trailer after it.
+  static void submit_unary_answer(nghttp2_session* session, int32_t id, const std::string& body) {
+    const nghttp2_nv nva[] = {
+        {(uint8_t*)":status", (uint8_t*)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t*)"content-type", (uint8_t*)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},
+    };
+    nghttp2_data_provider provider{};
+    provider.source.ptr = const_cast<std::string*>(&body);
+    provider.read_callback = [](nghttp2_session* s, int32_t stream_id, uint8_t* buf, size_t len, uint32_t* flags,
+                                nghttp2_data_source* src, void*) -> ssize_t {
+      const auto& b = *static_cast<const std::string*>(src->ptr);
+      size_t n = std::min(len, b.size());
+      std::memcpy(buf, b.data(), n);
+      *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      const nghttp2_nv trailer[] = {{(uint8_t*)"grpc-status", (uint8_t*)"0", 11, 1, NGHTTP2_NV_FLAG_NONE}};
+      nghttp2_submit_trailer(s, stream_id, trailer, 1);
+      return static_cast<ssize_t>(n);
+    };
+    nghttp2_submit_response(session, id, nva, 2, &provider);
   }
 
   int fd_;

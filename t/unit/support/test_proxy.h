@@ -17,6 +17,7 @@
 #include "proxy/listener.h"
 #include "proxy/worker.h"
 #include "t/unit/support/test_context.h"
+#include "t/unit/support/peer_work.h"
 #include "t/unit/support/test_member.h"
 #include "t/unit/support/test_transport.h"
 
@@ -51,11 +52,15 @@ struct TestH2Client {
     nghttp2_session_callbacks_del(cbs);
     nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, nullptr, 0);
     end.owner.on_read = [this] {
+      PeerWork peer;
       nghttp2_session_mem_recv(session, reinterpret_cast<const uint8_t*>(end.owner.read.data()), end.owner.read.size());
       end.owner.read.clear();
       end.transport.schedule();
     };
-    end.owner.on_produce = [this] { core::send_h2_output(session, end.transport); };
+    end.owner.on_produce = [this] {
+      PeerWork peer;
+      core::send_h2_output(session, end.transport);
+    };
     end.transport.resume_reading();
     end.transport.schedule();
   }
