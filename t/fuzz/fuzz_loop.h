@@ -14,10 +14,6 @@
 
 namespace sidemux::fuzz {
 
-// A fixture check that fails (EXPECT_* in t/unit/support) throws; escaping
-// the target, that aborts, and libFuzzer keeps the input.
-inline void fixture_checks_abort() { GTEST_FLAG_SET(throw_on_failure, true); }
-
 // Runs non-blocking loop turns until `progress` (a number that grows while
 // anything happens: bytes answered, requests seen) has stood still for
 // kQuietTurns turns, or kMaxTurns ran.
@@ -39,3 +35,11 @@ inline std::string_view as_chars(const uint8_t* data, size_t len) {
 }
 
 }  // namespace sidemux::fuzz
+
+// A fixture check that fails (EXPECT_* in t/unit/support) throws; escaping
+// the target, that aborts, and libFuzzer keeps the input. Defined here, as
+// each target is one translation unit including this once.
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  GTEST_FLAG_SET(throw_on_failure, true);
+  return 0;
+}

@@ -18,11 +18,6 @@
 
 using namespace sidemux;
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  fuzz::fixture_checks_abort();
-  return 0;
-}
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
   fuzz::Splitter split(data[0]);
