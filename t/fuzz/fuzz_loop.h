@@ -5,6 +5,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include <cstddef>
@@ -28,6 +29,16 @@ inline void settle(uv_loop_t* loop, const std::function<uint64_t()>& progress) {
     quiet = now == last ? quiet + 1 : 0;
     last = now;
   }
+}
+
+// The socket's close will be a reset, leaving no TIME_WAIT behind: at
+// hundreds of inputs a second those would use up the ephemeral ports that
+// the per-input listening sockets bind.
+inline void close_with_reset(uv_tcp_t* tcp) {
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(tcp), &fd) != 0) return;
+  const linger reset{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
 }
 
 inline std::string_view as_chars(const uint8_t* data, size_t len) {

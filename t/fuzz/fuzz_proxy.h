@@ -4,18 +4,20 @@
 #pragma once
 
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <memory>
 
+#include "t/fuzz/fuzz_loop.h"
 #include "t/fuzz/fuzz_support.h"
 #include "t/unit/support/test_proxy.h"
 
 namespace sidemux::fuzz {
 
 inline unit::TestEndpoint& loopback_client(unit::TestProxy& proxy) {
-  uint16_t port = 0;
-  int listening = unit::bind_loopback(port);
+  // One listening socket for the process: a fresh one per input would take
+  // an ephemeral port each time.
+  static uint16_t port = 0;
+  static const int listening = unit::bind_loopback(port);
   int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in sin{};
   sin.sin_family = AF_INET;
@@ -25,12 +27,12 @@ inline unit::TestEndpoint& loopback_client(unit::TestProxy& proxy) {
   FUZZ_CHECK(::connect(client, reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0);
   int accepted = ::accept4(listening, nullptr, nullptr, SOCK_CLOEXEC);
   FUZZ_CHECK(accepted >= 0);
-  ::close(listening);
   proxy.accept(accepted);
   proxy.raw.push_back(std::make_unique<unit::TestEndpoint>(proxy.worker.context(), client));
   // Small pieces go out at once: Nagle would hold them for the peer's
   // delayed ACK, past the turns the targets run the loop for.
   uv_tcp_nodelay(proxy.raw.back()->transport.tcp(), 1);
+  close_with_reset(proxy.raw.back()->transport.tcp());
   proxy.raw.back()->transport.resume_reading();
   return *proxy.raw.back();
 }

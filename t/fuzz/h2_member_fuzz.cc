@@ -90,6 +90,7 @@ class RawMember {
     conn_.data = this;
     FUZZ_CHECK(uv_accept(reinterpret_cast<uv_stream_t*>(&listener_), reinterpret_cast<uv_stream_t*>(&conn_)) == 0);
     uv_tcp_nodelay(&conn_, 1);  // each piece goes out alone, not held for an ACK
+    fuzz::close_with_reset(&conn_);
     uv_read_start(
         reinterpret_cast<uv_stream_t*>(&conn_),
         [](uv_handle_t*, size_t, uv_buf_t* buf) {

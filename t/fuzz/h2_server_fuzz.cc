@@ -44,5 +44,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // Answers are read (the proxy's writes never back up) but not kept.
     client.owner.read.clear();
   }
+  for (auto& c : proxy.member.connections) fuzz::close_with_reset(&c->tcp);
   return 0;
 }
