@@ -3,12 +3,13 @@
 // installing Http1Session, the limits in force and the local handlers
 // answering, answers read back. Bytes arrive in pieces; the loop runs until
 // nothing moves after each piece; the proxy is torn down per input.
-// Checks: whatever the proxy writes is a sequence of HTTP/1.1 answers, so
-// it starts with a status line.
+// Checks: when the bytes classify as HTTP/1, whatever the proxy writes is a
+// sequence of HTTP/1.1 answers, so it starts with a status line.
 // Input: byte 0 seeds the split; byte 1 picks the limit (bits 0-2:
 // max_http1_request_bytes = 64 << n); the rest is the client's bytes.
 #include <string>
 
+#include "parsers/classify.h"
 #include "t/fuzz/fuzz_loop.h"
 #include "t/fuzz/fuzz_proxy.h"
 
@@ -32,6 +33,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (answers.size() < 16) answers.append(client.owner.read, 0, 16 - answers.size());
     client.owner.read.clear();
   }
-  if (!answers.empty()) FUZZ_CHECK(std::string_view(answers).substr(0, 9) == "HTTP/1.1 ");
+  const bool http1 = parsers::classify(data + 2, size - 2) == parsers::Protocol::http1;
+  if (http1 && !answers.empty()) FUZZ_CHECK(std::string_view(answers).substr(0, 9) == "HTTP/1.1 ");
   return 0;
 }
