@@ -143,7 +143,9 @@ bool Server::start(std::string& error) {
   if (!sockets.bind(config_->listeners, {}, error)) return false;
   sockets.log_bound(log_);
 
-  process_ = std::make_unique<ProcessState>(log_);
+  // Brace-initialised: make_unique would need C++20 parenthesised aggregate
+  // init, which clang 14 (the fuzz build) lacks.
+  process_.reset(new ProcessState{log_});
   process_->workers = n;
   process_->registries.push_back(&registry_);
   process_->registries.push_back(&log_.metrics());

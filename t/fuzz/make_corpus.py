@@ -9,6 +9,9 @@ import os
 import ssl
 import struct
 
+import h2.config
+import h2.connection
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -96,6 +99,88 @@ ETCD = {
 }
 
 
+GRPC_REQUEST = [(":method", "POST"), (":scheme", "http"), (":authority", "127.0.0.1:2379"),
+                (":path", "/etcdserverpb.KV/Range"), ("content-type", "application/grpc"), ("te", "trailers"),
+                ("grpc-timeout", "5S")]
+GRPC_MESSAGE = b"\x00\x00\x00\x00\x05\x0a\x03foo"
+
+
+def h2_pair():
+    """A client and a server python-h2 connection, past both prefaces; the
+    client's preface and SETTINGS are returned too."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, validate_inbound_headers=False))
+    client.initiate_connection()
+    preface = client.data_to_send()
+    server.initiate_connection()
+    server.receive_data(preface)
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())  # SETTINGS ACK
+    return client, server, preface
+
+
+def h2_client_frames():
+    """Client frame sequences after the preface: what h2_server is fed."""
+    out = {}
+    client, _, preface = h2_pair()
+    client.send_headers(1, GRPC_REQUEST)
+    client.send_data(1, GRPC_MESSAGE, end_stream=True)
+    out["grpc_unary"] = (preface, client.data_to_send())
+
+    client, _, preface = h2_pair()
+    for sid, path in ((1, "/health"), (3, "/metrics"), (5, "/version"), (7, "/debug/vars")):
+        client.send_headers(sid, [(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", path)],
+                            end_stream=True)
+    client.ping(b"12345678")
+    out["local_paths_ping"] = (preface, client.data_to_send())
+
+    client, _, preface = h2_pair()
+    client.send_headers(1, GRPC_REQUEST)
+    client.send_data(1, GRPC_MESSAGE)
+    client.increment_flow_control_window(1 << 20)
+    client.send_headers(3, GRPC_REQUEST)
+    client.reset_stream(3)
+    client.send_data(1, GRPC_MESSAGE, end_stream=True)
+    client.close_connection()
+    out["streams_reset_goaway"] = (preface, client.data_to_send())
+    return out
+
+
+def h2_member_answers():
+    """Server frame sequences answering stream 1: what h2_member is fed."""
+    out = {}
+
+    def answer(build):
+        client, server, _ = h2_pair()
+        client.send_headers(1, GRPC_REQUEST, end_stream=True)
+        server.receive_data(client.data_to_send())
+        server.data_to_send()
+        server.initiate_connection()  # its SETTINGS again: the start of the script
+        build(server)
+        return server.data_to_send()
+
+    def full(s):
+        s.send_headers(1, [(":status", "200"), ("content-type", "application/grpc")])
+        s.send_data(1, GRPC_MESSAGE)
+        s.send_headers(1, [("grpc-status", "0"), ("grpc-message", "")], end_stream=True)
+
+    def trailers_only(s):
+        s.send_headers(1, [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "14"),
+                           ("grpc-message", "etcdserver: no leader")], end_stream=True)
+
+    def reset(s):
+        s.send_headers(1, [(":status", "200"), ("content-type", "application/grpc")])
+        s.reset_stream(1, 2)
+
+    def goaway(s):
+        s.ping(b"abcdefgh")
+        s.close_connection(last_stream_id=0)
+
+    for name, build in (("grpc_ok", full), ("trailers_only", trailers_only), ("reset", reset), ("goaway", goaway)):
+        out[name] = answer(build)
+    return out
+
+
 def write(target, name, data):
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
@@ -120,6 +205,20 @@ def main():
     write("http1_response", "head_answers", b"\xff\x05\x01\x02" + RESPONSES["content_length"] * 2)
     for name, data in GRPC.items():
         write("grpc", name, data)
+    # h2_server: split seed; mode (bit 0: raw, the seed holds its preface;
+    # bit 1: small limits); then frames.
+    for name, (preface, frames) in h2_client_frames().items():
+        write("h2_server", name, b"\x00\x00" + frames)
+        write("h2_server", name + "_raw_pieces", b"\x05\x01" + preface + frames)
+        write("h2_server", name + "_small_limits", b"\x00\x02" + frames)
+    # h2_member: split seed; mode (bit 0: raw; bit 1: the request has a body).
+    for name, frames in h2_member_answers().items():
+        write("h2_member", name, b"\x00\x01" + frames)
+    write("h2_member", "grpc_ok_body_pieces", b"\x04\x03" + h2_member_answers()["grpc_ok"])
+    # http1_session: split seed; limit bits (7: 8 KiB requests).
+    for name, req in REQUESTS.items():
+        write("http1_session", name, b"\x00\x07" + req)
+    write("http1_session", "pipelined_pieces_small_limit", b"\x03\x00" + REQUESTS["pipelined"] * 3)
     for name, data in ETCD.items():
         write("etcd_status", name, data)
     with open(os.path.join(HERE, "..", "..", "conf", "sidemux.yaml"), "rb") as f:

@@ -116,6 +116,7 @@ class TestMember {
     uv_tcp_init(listener_.loop, &c->tcp);
     c->tcp.data = c.get();
     ASSERT_EQ(uv_accept(reinterpret_cast<uv_stream_t*>(&listener_), reinterpret_cast<uv_stream_t*>(&c->tcp)), 0);
+    uv_tcp_nodelay(&c->tcp, 1);  // answers go out at once, as a member's would
     nghttp2_session_callbacks* cbs;
     nghttp2_session_callbacks_new(&cbs);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
