@@ -3,8 +3,10 @@
 // paths (/metrics, /debug/vars) answer rather than refuse.
 #pragma once
 
+#include <poll.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <memory>
 
 #include "t/fuzz/fuzz_loop.h"
@@ -24,8 +26,22 @@ inline unit::TestEndpoint& loopback_client(unit::TestProxy& proxy) {
   sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   sin.sin_port = htons(port);
   // Blocking, but on loopback with a listening socket it completes at once.
-  FUZZ_CHECK(::connect(client, reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0);
-  int accepted = ::accept4(listening, nullptr, nullptr, SOCK_CLOEXEC);
+  // libFuzzer's -timeout check is a SIGALRM every timeout/2 + 1 seconds
+  // without SA_RESTART: an interrupted connect() goes on in the kernel, so
+  // wait for it to finish rather than call it again; accept4() is retried.
+  if (::connect(client, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) {
+    FUZZ_CHECK(errno == EINTR);
+    pollfd pfd{client, POLLOUT, 0};
+    int ready;
+    do ready = ::poll(&pfd, 1, 5000);
+    while (ready < 0 && errno == EINTR);
+    int error = 0;
+    socklen_t len = sizeof error;
+    FUZZ_CHECK(ready == 1 && ::getsockopt(client, SOL_SOCKET, SO_ERROR, &error, &len) == 0 && error == 0);
+  }
+  int accepted;
+  do accepted = ::accept4(listening, nullptr, nullptr, SOCK_CLOEXEC);
+  while (accepted < 0 && errno == EINTR);
   FUZZ_CHECK(accepted >= 0);
   proxy.accept(accepted);
   proxy.raw.push_back(std::make_unique<unit::TestEndpoint>(proxy.worker.context(), client));
