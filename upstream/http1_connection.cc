@@ -1,6 +1,5 @@
 #include "upstream/http1_connection.h"
 
-#include "proxy/core/address.h"
 #include "proxy/core/loop_context.h"
 #include "proxy/core/uv_time.h"
 #include "upstream/http1_pool.h"
@@ -32,72 +31,27 @@ Http1Connection::Http1Connection(core::LoopContext& context, Http1Pool& pool, Me
       pool_(pool),
       member_(member),
       transport_(context, *this, context.upstream_bytes_in(), context.upstream_bytes_out()),
+      dial_(context, transport_, member.address(), *this, kHttp1Alpn),
       parser_(limits_for(*context.config()), *this) {
   uv_timer_init(context.loop(), &timer_);
   timer_.data = this;
-  connect_req_.data = this;
-  resolve_req_.data = this;
 }
 
 Http1Connection::~Http1Connection() = default;
 
 void Http1Connection::connect() {
-  const conf::HostPort& addr = member_.address();
   uv_timer_start(
       &timer_, [](uv_timer_t* t) { self(t->data)->on_timer(); }, ms(context_.config()->cluster.connect_timeout), 0);
-  sockaddr_storage ss;
-  if (core::to_sockaddr(addr, ss)) return start_connect(reinterpret_cast<sockaddr*>(&ss));
-  // A DNS name: resolved on libuv's thread pool, never on the loop.
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  std::string port = std::to_string(addr.port);
-  resolving_ = true;
-  ++handles_open_;
-  int rc = uv_getaddrinfo(
-      context_.loop(), &resolve_req_,
-      [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
-        auto* c = self(req->data);
-        c->resolving_ = false;
-        if (c->state_ == State::connecting) {
-          if (status == 0) {
-            c->start_connect(res->ai_addr);
-          } else {
-            c->close(std::string("resolve ") + c->member_.address().host + ": " + uv_strerror(status), true);
-          }
-        }
-        uv_freeaddrinfo(res);
-        c->on_handle_closed();
-      },
-      addr.host.c_str(), port.c_str(), &hints);
-  if (rc != 0) {
-    resolving_ = false;
-    --handles_open_;
-    close(std::string("resolve: ") + uv_strerror(rc), true);
-  }
+  if (dial_.start()) ++handles_open_;
 }
 
-void Http1Connection::start_connect(const sockaddr* addr) {
-  int rc = uv_tcp_connect(&connect_req_, transport_.tcp(), addr,
-                          [](uv_connect_t* req, int status) { self(req->data)->on_connected(status); });
-  if (rc != 0) close(std::string("connect: ") + uv_strerror(rc), true);
-}
+bool Http1Connection::dial_wanted() const { return state_ == State::connecting; }
 
-void Http1Connection::on_connected(int status) {
-  if (state_ == State::closed) return;  // timed out meanwhile
-  if (status != 0) {
-    close(std::string("connect: ") + uv_strerror(status), true);
-    return;
-  }
-  uv_tcp_nodelay(transport_.tcp(), 1);
-  transport_.resume_reading();
-  if (SSL_CTX* ctx = context_.tls()->upstream()) {
-    const auto& tls = *context_.config()->cluster.tls;
-    const std::string& name = tls.server_name.empty() ? member_.address().host : tls.server_name;
-    transport_.start_tls(core::TlsEndpoint::client(ctx, name, core::is_ip_literal(name), kHttp1Alpn));
-    return;
-  }
-  on_transport_secure();
-}
+void Http1Connection::on_dial_failed(std::string reason) { close(reason, true); }
+
+void Http1Connection::on_dial_request_done() { on_handle_closed(); }
+
+void Http1Connection::on_dial_plain() { on_transport_secure(); }
 
 void Http1Connection::on_transport_secure() {
   open_ = true;
@@ -144,7 +98,7 @@ void Http1Connection::set_state(State s) {
 void Http1Connection::close(std::string_view reason, bool failure, Http1Exchange::Close kind) {
   if (state_ == State::closed) return;
   const std::string why(reason);
-  if (resolving_) uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_req_));
+  dial_.cancel();
   if (failure) member_.record_failure(why);
   set_state(State::closed);
   member_.connections_gauge().dec();

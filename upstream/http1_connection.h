@@ -18,6 +18,7 @@
 
 #include "parsers/http1_response.h"
 #include "proxy/core/transport.h"
+#include "upstream/member_dial.h"
 
 namespace sidemux::core {
 class LoopContext;
@@ -52,7 +53,9 @@ class Http1Exchange {
   ~Http1Exchange() = default;
 };
 
-class Http1Connection : private core::Transport::Owner, private parsers::Http1ResponseParser::Handler {
+class Http1Connection : private core::Transport::Owner,
+                        private MemberDial::Owner,
+                        private parsers::Http1ResponseParser::Handler {
  public:
   enum class State { connecting, active, tunnel, idle, closed };
 
@@ -95,8 +98,10 @@ class Http1Connection : private core::Transport::Owner, private parsers::Http1Re
   void on_body(std::span<const char> bytes) override;
   bool on_end(const parsers::Http1Response& head, const parsers::Http1Headers& trailers) override;
 
-  void start_connect(const struct sockaddr* addr);
-  void on_connected(int status);
+  bool dial_wanted() const override;
+  void on_dial_failed(std::string reason) override;
+  void on_dial_request_done() override;
+  void on_dial_plain() override;
   void on_timer();
   void set_state(State s);
   void on_handle_closed();
@@ -106,9 +111,7 @@ class Http1Connection : private core::Transport::Owner, private parsers::Http1Re
   Member& member_;
   core::Transport transport_;
   uv_timer_t timer_;  // connect timeout, then the idle timeout while pooled
-  uv_connect_t connect_req_;
-  uv_getaddrinfo_t resolve_req_;
-  bool resolving_ = false;
+  MemberDial dial_;
   int handles_open_ = 2;
   parsers::Http1ResponseParser parser_;
   State state_ = State::connecting;

@@ -4,7 +4,6 @@
 #include <cstring>
 #include <string_view>
 
-#include "proxy/core/address.h"
 #include "proxy/core/h2_common.h"
 #include "proxy/core/loop_context.h"
 #include "proxy/core/uv_time.h"
@@ -44,12 +43,11 @@ UpstreamSession::UpstreamSession(core::LoopContext& context, Pool& pool, Member&
       pool_(pool),
       member_(member),
       transport_(context, *this, context.upstream_bytes_in(), context.upstream_bytes_out()),
+      dial_(context, transport_, member.address(), *this),
       streams_(&context.stream_memory()),
       opened_at_(uv_now(context.loop())) {
   uv_timer_init(context.loop(), &timer_);
   timer_.data = this;
-  connect_req_.data = this;
-  resolve_req_.data = this;
 
   // No on_frame_send: only the server side acts on frames it sent.
   const core::H2Handlers handlers{on_begin_headers, on_header,       on_frame_recv,    on_data_chunk,
@@ -63,60 +61,17 @@ UpstreamSession::UpstreamSession(core::LoopContext& context, Pool& pool, Member&
 UpstreamSession::~UpstreamSession() { nghttp2_session_del(session_); }
 
 void UpstreamSession::connect() {
-  const conf::HostPort& addr = member_.address();
   uv_timer_start(&timer_, on_timer_cb, ms(context_.config()->cluster.connect_timeout), 0);
-  sockaddr_storage ss;
-  if (core::to_sockaddr(addr, ss)) return start_connect(reinterpret_cast<sockaddr*>(&ss));
-  // A DNS name: resolved on libuv's thread pool, never on the loop.
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  std::string port = std::to_string(addr.port);
-  resolving_ = true;
-  ++handles_open_;
-  int rc = uv_getaddrinfo(
-      context_.loop(), &resolve_req_,
-      [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
-        auto* s = self(req->data);
-        s->resolving_ = false;
-        if (status == 0 && s->state_ == State::connecting) {
-          s->start_connect(res->ai_addr);
-        } else if (s->state_ == State::connecting) {
-          s->close(std::string("resolve ") + s->member_.address().host + ": " + uv_strerror(status));
-        }
-        uv_freeaddrinfo(res);
-        s->on_handle_closed();
-      },
-      addr.host.c_str(), port.c_str(), &hints);
-  if (rc != 0) {
-    resolving_ = false;
-    --handles_open_;
-    close(std::string("resolve: ") + uv_strerror(rc));
-  }
+  if (dial_.start()) ++handles_open_;
 }
 
-void UpstreamSession::start_connect(const sockaddr* addr) {
-  int rc = uv_tcp_connect(&connect_req_, transport_.tcp(), addr, [](uv_connect_t* req, int status) {
-    self(req->data)->on_connected(status);
-  });
-  if (rc != 0) close(std::string("connect: ") + uv_strerror(rc));
-}
+bool UpstreamSession::dial_wanted() const { return state_ == State::connecting; }
 
-void UpstreamSession::on_connected(int status) {
-  if (state_ != State::connecting) return;  // closed meanwhile (timeout)
-  if (status != 0) {
-    close(std::string("connect: ") + uv_strerror(status));
-    return;
-  }
-  uv_tcp_nodelay(transport_.tcp(), 1);
-  transport_.resume_reading();
-  if (SSL_CTX* ctx = context_.tls()->upstream()) {
-    const auto& tls = *context_.config()->cluster.tls;
-    const std::string& name = tls.server_name.empty() ? member_.address().host : tls.server_name;
-    transport_.start_tls(core::TlsEndpoint::client(ctx, name, core::is_ip_literal(name)));
-    return;
-  }
-  on_transport_secure();
-}
+void UpstreamSession::on_dial_failed(std::string reason) { close(reason); }
+
+void UpstreamSession::on_dial_request_done() { on_handle_closed(); }
+
+void UpstreamSession::on_dial_plain() { on_transport_secure(); }
 
 void UpstreamSession::on_transport_secure() {
   // The byte stream is up, but the member counts as ready only once its
@@ -210,7 +165,7 @@ void UpstreamSession::close(std::string_view reason, bool failure) {
   bool was_connecting = state_ == State::connecting;
   // Callers pass views of temporaries; handlers below keep only views too.
   const std::string why(reason);
-  if (resolving_) uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_req_));
+  dial_.cancel();
   // The member's verdict first, so that streams retried below skip it. A
   // lost connection counts once for outlier ejection, however many streams
   // it carried; an orderly close (drained, shutting down) not at all.

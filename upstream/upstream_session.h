@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "proxy/core/transport.h"
+#include "upstream/member_dial.h"
 #include "upstream/stream_handler.h"
 
 namespace sidemux::core {
@@ -30,7 +31,7 @@ namespace sidemux::upstream {
 class Member;
 class Pool;
 
-class UpstreamSession : private core::Transport::Owner {
+class UpstreamSession : private core::Transport::Owner, private MemberDial::Owner {
  public:
   enum class State { connecting, ready, draining, closed };
 
@@ -73,8 +74,10 @@ class UpstreamSession : private core::Transport::Owner {
   void on_transport_error(int status) override;
   void on_transport_closed() override;
 
-  void start_connect(const struct sockaddr* addr);
-  void on_connected(int status);
+  bool dial_wanted() const override;
+  void on_dial_failed(std::string reason) override;
+  void on_dial_request_done() override;
+  void on_dial_plain() override;
   static void on_timer_cb(uv_timer_t* t);
   void on_timer();
   void arm_ping();
@@ -97,9 +100,7 @@ class UpstreamSession : private core::Transport::Owner {
   Member& member_;
   core::Transport transport_;
   uv_timer_t timer_;  // connect timeout, then PING keepalive and its timeout
-  uv_connect_t connect_req_;
-  uv_getaddrinfo_t resolve_req_;
-  bool resolving_ = false;
+  MemberDial dial_;
   bool stream_open_ = false;  // TCP (and TLS) up: frames may flow
   int handles_open_ = 2;
   nghttp2_session* session_ = nullptr;

@@ -1,8 +1,9 @@
-// A FIFO of bytes: appended at the back, consumed from the front. Keeps a
-// small capacity across drains, so a stream that moves bytes steadily
-// allocates only until its buffer reached the size its traffic needs; a
-// buffer a burst grew past kKeepCapacity is freed once drained, so a quiet
-// stream does not keep its peak.
+// A FIFO of bytes: appended at the back, consumed from the front. Keeps its
+// capacity across drains up to one stream window: a stream's buffer is
+// bounded by its flow-control window anyway, and freeing it on every drain
+// made a steady large transfer allocate and free a window's worth per
+// round trip (and filled ASan's quarantine). Only a buffer that grew past a
+// window (which flow control does not allow a stream) is freed once drained.
 #pragma once
 
 #include <cstddef>
@@ -10,13 +11,14 @@
 #include <cstring>
 #include <string>
 
+#include "proxy/core/flow_windows.h"
+
 namespace sidemux::core {
 
 class ByteQueue {
  public:
-  // Kept across drains: gRPC messages of a few KiB reuse their buffer;
-  // larger ones cost one allocation per 64 KiB or more passed through.
-  static constexpr size_t kKeepCapacity = 64 * 1024;
+  // Twice a window: std::string grows by doubling past what was asked.
+  static constexpr size_t kKeepCapacity = 2 * size_t{kStreamWindow};
 
   void append(const uint8_t* data, size_t len) { buf_.append(reinterpret_cast<const char*>(data), len); }
   const uint8_t* data() const { return reinterpret_cast<const uint8_t*>(buf_.data()) + head_; }
