@@ -520,7 +520,7 @@ void convert(const Field& f, Outlier& out) {
 
 void convert(const Field& f, Retry& out) {
   const Mapping m(f, {"attempts"});
-  m.get("attempts", out.attempts, /*min=*/0u);  // 0 turns retries off
+  m.get("attempts", out.attempts, /*min=*/0u, Retry::kMaxAttempts);  // 0 turns retries off
 }
 
 void convert(const Field& f, Etcd& out) {

@@ -79,6 +79,10 @@ struct Outlier {
 };
 
 struct Retry {
+  // Extra members for a stream that never reached one. Each attempt takes
+  // another member, and a stream remembers the members it tried in fixed
+  // room (upstream::TriedMembers), so the count is bounded.
+  static constexpr uint32_t kMaxAttempts = 3;
   uint32_t attempts = 2;
 };
 

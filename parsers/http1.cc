@@ -46,6 +46,9 @@ int Http1Parser::on_headers_complete(llhttp_t* p) {
   s->req_.upgrade = p->upgrade != 0;
   s->req_.chunked = (p->flags & F_CHUNKED) != 0;
   s->req_.content_length = s->req_.chunked ? 0 : p->content_length;
+  // A chunked body may end in trailers: limited on their own, and never
+  // taken for the request's headers.
+  s->head_.reset(s->trailers_);
   s->streaming_ = s->on_head_ && s->on_head_(s->user_, s->req_);
   return 0;
 }

@@ -79,6 +79,7 @@ class Http1Parser : public Http1Llhttp {
   OnBody on_body_ = nullptr;
   void* user_;
   Http1Request req_;
+  Http1Headers trailers_;  // of a chunked request: read and dropped
   bool in_message_ = false;
   bool streaming_ = false;  // this request's body goes to on_body_
   bool body_too_large_ = false;

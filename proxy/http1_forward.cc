@@ -12,7 +12,6 @@
 #include "proxy/http1_session.h"
 #include "proxy/local_handlers.h"
 #include "proxy/worker.h"
-#include "upstream/etcd_routes.h"
 
 namespace sidemux {
 
@@ -48,8 +47,7 @@ bool forwarded_path(const conf::Config& config, std::string_view target) {
 ForwardedRequest::ForwardedRequest(Http1Session& session, ClientConnection& conn, const parsers::Http1Request& req)
     : session_(session), conn_(conn), config_(conn.worker().config()), request_(req) {
   build_forward_request_head(request_, client_ip(conn.peer()), request_head_);
-  if (config_->cluster.kind == conf::ClusterKind::etcd && upstream::is_leader_route(request_.target))
-    route_ = upstream::Route::leader;
+  attempts_ = upstream::Attempts(config_->cluster, request_.target);
 }
 
 ForwardedRequest::~ForwardedRequest() {
@@ -72,12 +70,8 @@ void ForwardedRequest::start() { attempt(""); }
 
 void ForwardedRequest::attempt(std::string_view last_failure) {
   auto& cluster = conn_.worker().cluster();
-  uint32_t max_attempts = 1 + config_->cluster.retry.attempts;
   std::string failure(last_failure);
-  while (attempts_ < max_attempts) {
-    std::shared_ptr<upstream::Member> m = cluster.pick(tried_members_, route_);
-    if (!m) break;
-    ++attempts_;
+  while (std::shared_ptr<upstream::Member> m = attempts_.next(cluster)) {
     member_ = m;
     if (upstream::Http1Connection* c = m->http1_pool().acquire()) {
       up_ = c;
@@ -138,14 +132,16 @@ void ForwardedRequest::on_upstream_writable() {
   if (tunnel_) {
     conn_.transport().resume_reading();
   } else if (wants_input()) {
-    session_.resume_input();
+    session_.wake();
   }
 }
 
 void ForwardedRequest::on_upstream_informational(const parsers::Http1Response& head) {
   // 100 Continue answers the client's Expect, which went to the member
-  // unchanged; other interim answers (103) are dropped.
-  if (head.status == 100 && !response_started_) conn_.transport().write("HTTP/1.1 100 Continue\r\n\r\n");
+  // unchanged; other interim answers (103) are dropped, and an HTTP/1.0
+  // client gets none (RFC 9110 15.2).
+  bool http11 = request_.version_major == 1 && request_.version_minor >= 1;
+  if (head.status == 100 && http11 && !response_started_) conn_.transport().write("HTTP/1.1 100 Continue\r\n\r\n");
 }
 
 void ForwardedRequest::on_upstream_head(const parsers::Http1Response& head) {
@@ -251,7 +247,7 @@ void ForwardedRequest::finish(bool close_client) {
   // protocol, or waiting to: the connection cannot carry another request.
   close_client_ = close_client || request_.upgrade;
   account();
-  session_.on_forward_done();
+  session_.wake();
 }
 
 void ForwardedRequest::account() {

@@ -95,9 +95,7 @@ class ForwardedRequest final : public upstream::Http1Exchange, public upstream::
 
   std::shared_ptr<upstream::Member> member_;
   upstream::Http1Connection* up_ = nullptr;
-  upstream::Route route_ = upstream::Route::balanced;  // etcd: writes go to the leader
-  upstream::TriedMembers tried_members_;  // for retries (Cluster::pick)
-  uint32_t attempts_ = 0;
+  upstream::Attempts attempts_;  // members tried and left to try (etcd: writes to the leader)
 
   ClientFraming framing_ = ClientFraming::as_member;
   std::string response_head_;

@@ -1,6 +1,7 @@
 #include "proxy/http1_session.h"
 
 #include "proxy/client_connection.h"
+#include "proxy/core/uv_time.h"
 #include "proxy/listener.h"
 #include "proxy/local_handlers.h"
 #include "proxy/worker.h"
@@ -90,6 +91,12 @@ void Http1Session::produce() {
   if (reading_wanted()) conn_.transport().resume_reading();
 }
 
+uint64_t Http1Session::request_deadline() const {
+  if (!forward_) return request_deadline_;
+  if (forward_->request_complete() || !forward_->wants_input()) return 0;
+  return body_progress_ + core::ms(conn_.worker().config()->limits.idle_timeout);
+}
+
 bool Http1Session::produce_forward() {
   forward_->on_client_writable();
   if (forward_->finished()) {
@@ -112,12 +119,12 @@ bool Http1Session::produce_forward() {
     return false;
   }
   // Parsing goes on only for the rest of this request's body.
-  return forward_->wants_input();
+  if (!forward_->wants_input()) return false;
+  body_progress_ = uv_now(conn_.worker().loop());
+  return true;
 }
 
-void Http1Session::resume_input() { conn_.transport().schedule(); }
-
-void Http1Session::on_forward_done() { conn_.transport().schedule(); }
+void Http1Session::wake() { conn_.transport().schedule(); }
 
 void Http1Session::close_after_flush() {
   closing_ = true;
@@ -132,12 +139,14 @@ bool Http1Session::on_head_cb(void* user, const parsers::Http1Request& req) {
 bool Http1Session::on_head(const parsers::Http1Request& req) {
   if (closing_ || !forwarded_path(*conn_.worker().config(), req.target)) return false;
   forward_ = std::make_unique<ForwardedRequest>(*this, conn_, req);
+  body_progress_ = uv_now(conn_.worker().loop());
   forward_->start();
   return true;
 }
 
 bool Http1Session::on_body_cb(void* user, const char* data, size_t len) {
   auto* s = static_cast<Http1Session*>(user);
+  s->body_progress_ = uv_now(s->conn_.worker().loop());
   // A request answered early (503) and reaped: the rest of its body is dropped.
   return s->forward_ ? s->forward_->on_request_body(data, len) : true;
 }

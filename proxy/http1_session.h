@@ -26,14 +26,16 @@ class Http1Session : public Session {
   void on_read(const char* data, size_t len) override;
   void produce() override;
   bool idle() const override { return !parser_.mid_message() && !paused_ && !forward_; }
-  // A forwarded request's head is complete; its body may stream for hours.
-  uint64_t request_deadline() const override { return forward_ ? 0 : request_deadline_; }
+  // A forwarded request's head is complete and its body may stream for
+  // hours; but a body that stops coming while the member could take more
+  // gets idle_timeout between pieces (nginx's client_body_timeout).
+  uint64_t request_deadline() const override;
   void shutdown(bool final) override;
 
-  // From the forwarded request: its body may flow again; its answer is
-  // complete; an answer of sidemux's own (503, 502) in the local format.
-  void resume_input();
-  void on_forward_done();
+  // From the forwarded request: its state moved (its body may flow again,
+  // or its answer is complete), so the session looks at it on this turn;
+  // an answer of sidemux's own (503, 502) in the local format.
+  void wake();
   void write_local_response(const LocalResponse& resp, bool head, bool close);
 
  private:
@@ -60,6 +62,7 @@ class Http1Session : public Session {
   bool paused_ = false;
   bool upgrading_ = false;  // stash_ holds tunnel bytes, sent once the member's 101 arrived
   uint64_t request_deadline_ = 0;
+  uint64_t body_progress_ = 0;  // uv_now() when forwarded body bytes last came or were wanted again
   bool closing_ = false;
   bool draining_ = false;
 };

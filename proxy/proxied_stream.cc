@@ -94,9 +94,7 @@ void ProxiedStream::start() {
     auto ms = std::chrono::ceil<std::chrono::milliseconds>(ns).count();
     deadline_ = std::make_unique<Deadline>(down_.worker().loop(), this, static_cast<uint64_t>(ms));
   }
-  if (config_->cluster.kind == conf::ClusterKind::etcd &&
-      upstream::is_leader_route(core::find_header(request_headers_, ":path")))
-    route_ = upstream::Route::leader;
+  attempts_ = upstream::Attempts(config_->cluster, core::find_header(request_headers_, ":path"));
   attempt("");
 }
 
@@ -125,12 +123,8 @@ void ProxiedStream::set_remaining_timeout() {
 
 void ProxiedStream::attempt(std::string_view last_failure) {
   auto& cluster = down_.worker().cluster();
-  uint32_t max_attempts = 1 + config_->cluster.retry.attempts;
   std::string failure(last_failure);
-  while (attempts_ < max_attempts) {
-    std::shared_ptr<upstream::Member> m = cluster.pick(tried_members_, route_);
-    if (!m) break;
-    ++attempts_;
+  while (std::shared_ptr<upstream::Member> m = attempts_.next(cluster)) {
     upstream::UpstreamSession* session = m->pool().session_for_new_stream();
     if (session) {
       if (deadline_at_) set_remaining_timeout();
@@ -335,7 +329,6 @@ void ProxiedStream::detach_upstream(uint32_t error_code) {
 
 void ProxiedStream::on_deadline() {
   if (response_ended_) return;  // the answer is complete, only the client is still sending
-  detach_upstream(NGHTTP2_CANCEL);
   end_with_status(static_cast<int>(grpc::Status::deadline_exceeded), "deadline exceeded (grpc-timeout)");
 }
 

@@ -71,7 +71,6 @@ class ProxiedStream final : public upstream::StreamHandler, private upstream::Me
   // Request bytes the member took are no longer kept for a retry.
   void drop_sent_request();
   void release_upstream();
-  void respond_trailers_only(int grpc_status, std::string_view message);
   void respond_not_grpc(int http_status, std::string_view message);
   void set_remaining_timeout();
   void end_with_status(int grpc_status, std::string_view message);
@@ -105,9 +104,7 @@ class ProxiedStream final : public upstream::StreamHandler, private upstream::Me
   std::shared_ptr<upstream::Member> member_;
   upstream::UpstreamSession* up_ = nullptr;
   int32_t up_id_ = -1;
-  upstream::TriedMembers tried_members_;  // for retries (Cluster::pick)
-  upstream::Route route_ = upstream::Route::balanced;
-  uint32_t attempts_ = 0;
+  upstream::Attempts attempts_;  // set in start(), once the :path is known
   std::unique_ptr<Deadline> deadline_;
   std::optional<std::chrono::steady_clock::time_point> deadline_at_;  // from grpc-timeout
 

@@ -20,10 +20,10 @@ class Member;
 // reload between two attempts may reorder or replace the member list. Held
 // by shared_ptr, so that a freed member's address, reused by a new one,
 // cannot make the new one look tried. Fixed room, no allocation per stream:
-// attempts past kCapacity no longer skip the later members.
+// room for the first pick and every retry conf allows.
 class TriedMembers {
  public:
-  static constexpr size_t kCapacity = 4;
+  static constexpr size_t kCapacity = 1 + conf::Retry::kMaxAttempts;
   void add(std::shared_ptr<Member> m) {
     if (n_ < kCapacity) tried_[n_++] = std::move(m);
   }

@@ -4,6 +4,7 @@
 
 #include "proxy/core/loop_context.h"
 #include "proxy/core/metric_names.h"
+#include "upstream/etcd_routes.h"
 
 namespace sidemux::upstream {
 
@@ -122,7 +123,7 @@ void Cluster::on_sweep(uv_timer_t* t) {
   auto* c = static_cast<Cluster*>(t->data);
   uint64_t now = uv_now(c->context_.loop());
   for (auto& r : c->retired_)
-    if (now >= r.deadline) r.member->pool().shutdown();
+    if (now >= r.deadline) r.member->stop();
   // Freed here once nothing of it is open; streams may still hold it.
   std::erase_if(c->retired_, [](const Retired& r) { return r.member->closed(); });
   if (c->retired_.empty()) uv_timer_stop(t);
@@ -182,6 +183,17 @@ std::string Cluster::unavailable_reason() const {
     describe_health(m, out);
     if (m.ejected()) out += ", ejected after consecutive failures";
   });
+}
+
+Attempts::Attempts(const conf::Cluster& conf, std::string_view path)
+    : route_(conf.kind == conf::ClusterKind::etcd && is_leader_route(path) ? Route::leader : Route::balanced),
+      left_(1 + conf.retry.attempts) {}
+
+std::shared_ptr<Member> Attempts::next(Cluster& cluster) {
+  if (left_ == 0) return nullptr;
+  std::shared_ptr<Member> m = cluster.pick(tried_, route_);
+  if (m) --left_;
+  return m;
 }
 
 }  // namespace sidemux::upstream

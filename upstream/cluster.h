@@ -91,4 +91,23 @@ class Cluster {
   Balancer balancer_;
 };
 
+// The members one request may try, its first pick and its retries alike:
+// at most 1 + retry.attempts of them, none twice, and kind etcd's writes to
+// the leader first (Cluster::pick). Both a gRPC stream and a forwarded
+// HTTP/1 request hold one.
+class Attempts {
+ public:
+  Attempts() = default;
+  // `path`: the gRPC :path or the HTTP/1 target, which picks the route.
+  Attempts(const conf::Cluster& conf, std::string_view path);
+  // The member to try next; nullptr once the attempts are spent or no
+  // member left untried is eligible.
+  std::shared_ptr<Member> next(Cluster& cluster);
+
+ private:
+  TriedMembers tried_;
+  Route route_ = Route::balanced;
+  uint32_t left_ = 0;
+};
+
 }  // namespace sidemux::upstream

@@ -56,7 +56,6 @@ void Http1Connection::on_dial_plain() { on_transport_secure(); }
 void Http1Connection::on_transport_secure() {
   open_ = true;
   uv_timer_stop(&timer_);
-  member_.record_success();
   if (state_ == State::connecting) set_state(exchange_ ? State::active : State::idle);
   transport_.schedule();
 }
@@ -201,13 +200,20 @@ void Http1Connection::on_body(std::span<const char> bytes) {
 
 bool Http1Connection::on_end(const parsers::Http1Response& head, const parsers::Http1Headers&) {
   response_ended_ = true;
+  // A whole answer, not a connect, is what clears the member's failure
+  // count: a member that accepts and then breaks every answer must still
+  // reach outlier.consecutive_failures.
+  member_.record_success();
   Http1Exchange* x = exchange_;
   exchange_ = nullptr;
   bool reuse = head.keep_alive && request_done_;
   if (reuse) {
     set_state(State::idle);
-    uv_timer_start(
-        &timer_, [](uv_timer_t* t) { self(t->data)->on_timer(); }, ms(context_.config()->limits.idle_timeout), 0);
+    // The pool may have closed it (drained or shut down) instead of keeping it.
+    if (state_ == State::idle)
+      uv_timer_start(
+          &timer_, [](uv_timer_t* t) { self(t->data)->on_timer(); }, ms(context_.config()->limits.idle_timeout),
+          0);
   } else {
     close("response ended without keep-alive", false);
   }

@@ -19,11 +19,13 @@ import threading
 import time
 
 import pytest
+import yaml
 
-from conftest import (HOST, ResponseReader, Sidemux, build_request, connect, http_request, sanitizer_report,
-                      sidemux_binary)
+from conftest import (HOST, ResponseReader, Sidemux, build_request, connect, http_request, read_until_close,
+                      sanitizer_report, sidemux_binary)
 from etcd_cluster import start_cluster
 from h2_member import H2TestMember
+from test_reload import reload
 
 READY_TIMEOUT = 15.0
 IDLE_TIMEOUT_S = 2  # limits.idle_timeout of the etcd-facing sidemux
@@ -407,14 +409,23 @@ class Http1Member(H2TestMember):
                         return
                     sock.sendall(data)
             received = b""
+            if names.get("expect", "").lower() == "100-continue":
+                sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+            def more():
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise OSError("peer closed mid-request")  # ends _serve
+                return chunk
+
             if names.get("transfer-encoding", "").lower() == "chunked":
                 while True:
                     while b"\r\n" not in buf:
-                        buf += sock.recv(65536)
+                        buf += more()
                     size_line, _, buf = buf.partition(b"\r\n")
                     size = int(size_line, 16)
                     while len(buf) < size + 2:
-                        buf += sock.recv(65536)
+                        buf += more()
                     assert buf[size:size + 2] == b"\r\n" or size == 0, "bad chunk framing"
                     received += buf[:size]
                     buf = buf[size + 2:]
@@ -423,15 +434,27 @@ class Http1Member(H2TestMember):
             else:
                 length = int(names.get("content-length", "0"))
                 while len(buf) < length:
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
+                    buf += more()
                 received, buf = buf[:length], buf[length:]
             body = json.dumps({"line": lines[0], "headers": headers, "body_len": len(received),
                                "body_sum": sum(received) % 65521}).encode()
             sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                          + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+class BreakingHttp1Member(Http1Member):
+    """Healthy over HTTP/2 (its checks pass), but every HTTP/1 request it takes
+    is cut short: it reads the head and hangs up without an answer."""
+
+    def _serve_http1(self, sock, buf):
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            buf += chunk
+        with self.lock:
+            self.heads.append((buf.split(b"\r\n", 1)[0].decode("latin-1"), []))
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 @pytest.fixture
@@ -442,7 +465,7 @@ def members():
         m.close()
 
 
-def start_front(tmp_path, members, **cluster):
+def start_front(tmp_path, members, limits=None, workers=None, **cluster):
     config = {
         "listeners": [{"name": "client", "address": f"{HOST}:0"}],
         "cluster": {
@@ -453,6 +476,10 @@ def start_front(tmp_path, members, **cluster):
         },
         "log": {"level": "info", "format": "json", "access_log": True},
     }
+    if limits:
+        config["limits"] = limits
+    if workers:
+        config["workers"] = workers
     proc = Sidemux(sidemux_binary(), tmp_path, config, name="sidemux-front")
     proc.start()
     wait_members_up(proc, [f"p{i}" for i in range(len(members))])
@@ -522,6 +549,91 @@ def test_websocket_upgrade_tunnelled(tmp_path, members):
         stop_checked(proc)
 
 
+def test_stalled_request_body_times_out(tmp_path, members):
+    """A forwarded body that stops coming while the member could take more
+    (10 of 1,000 bytes, then nothing) is cut after idle_timeout of silence:
+    it holds neither a connection slot nor a member connection for ever."""
+    proc = start_front(tmp_path, members[:1], limits={"idle_timeout": "1s", "keepalive_interval": "1s"})
+    try:
+        with connect(proc.port, timeout=10) as s:
+            s.sendall(b"POST /echo/x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"a" * 10)
+            t0 = time.monotonic()
+            _, how = read_until_close(s, timeout=6)
+            waited = time.monotonic() - t0
+        assert how is not None, "a forwarded request whose body stalled held its connection 6 s (idle_timeout 1s)"
+        assert waited >= 0.8, f"closed {waited:.2f}s after the body stalled, before idle_timeout (1s)"
+    finally:
+        stop_checked(proc)
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+def test_100_continue_only_to_http11_clients(tmp_path, members, version):
+    """The member's 100 Continue reaches an HTTP/1.1 client that asked for it;
+    an HTTP/1.0 client gets no 1xx (RFC 9110 15.2), only the answer."""
+    proc = start_front(tmp_path, members[:1])
+    try:
+        with connect(proc.port, timeout=10) as s:
+            s.sendall(f"POST /echo/x HTTP/{version}\r\nHost: x\r\nExpect: 100-continue\r\n"
+                      "Connection: close\r\nContent-Length: 2\r\n\r\n{}".encode())
+            data, how = read_until_close(s, timeout=5)
+        assert how is not None, f"no close after the answer: {data[:200]!r}"
+        interim = b"HTTP/1.1 100 Continue\r\n\r\n"
+        if version == "1.1":
+            assert data.startswith(interim + b"HTTP/1.1 200 "), data[:200]
+        else:
+            assert data.startswith(b"HTTP/1.1 200 "), data[:200]
+            assert interim not in data, data[:200]
+    finally:
+        stop_checked(proc)
+
+
+def test_member_breaking_every_answer_is_ejected(tmp_path):
+    """A member that accepts each connection and then breaks the answer
+    fails again and again: the reconnect before each request must not clear
+    its count, so outlier ejection takes it out."""
+    bad, good = BreakingHttp1Member(), Http1Member()
+    # One worker: ejection is each worker's own verdict.
+    proc = start_front(tmp_path, [bad, good], workers=1, balance="round_robin",
+                       outlier={"consecutive_failures": 2, "ejection_time": "30s"})
+    try:
+        statuses = [http_request(proc.port, f"/echo/{i}").status for i in range(8)]
+        assert 502 in statuses, statuses
+        line = proc.wait_log(lambda e: e.get("msg") == "member ejected", timeout=3)
+        assert line and line.get("member") == "p0", (statuses, line)
+        # Ejected: the rest of the requests go to the good member.
+        assert [http_request(proc.port, f"/echo/after{i}").status for i in range(4)] == [200] * 4
+    finally:
+        stop_checked(proc)
+        bad.close()
+        good.close()
+
+
+def test_tunnel_through_removed_member_ends_at_drain_timeout(tmp_path, members):
+    """A reload removes the member a websocket tunnel runs through: the
+    tunnel goes on for drain_timeout, then its member connection (and so the
+    client's) is closed, as the SPEC bounds removed members' streams."""
+    proc = start_front(tmp_path, members[:1], limits={"drain_timeout": "1s"})
+    try:
+        with connect(proc.port, timeout=10) as s:
+            s.sendall(build_request("/ws/chat", "GET", {
+                "Connection": "Upgrade", "Upgrade": "websocket",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"}))
+            head = ResponseReader(s, 10).read_response(head=True)
+            assert head.status == 101, head
+            config = yaml.safe_load(proc.config_text)
+            config["cluster"]["members"] = [{"name": "p1", "address": members[1].address}]
+            reload(proc, config, 2)
+            t0 = time.monotonic()
+            s.sendall(b"still there")
+            assert s.recv(64) == b"still there", "the tunnel ended at the reload, not at drain_timeout"
+            _, how = read_until_close(s, timeout=5)
+            waited = time.monotonic() - t0
+        assert how is not None, "the tunnel through a removed member outlived drain_timeout (1s) by 5s"
+        assert waited < 3, f"closed {waited:.2f}s after the reload (drain_timeout 1s)"
+    finally:
+        stop_checked(proc)
+
+
 def test_connect_failure_retried_on_another_member(tmp_path, members):
     proc = start_front(tmp_path, members, balance="round_robin", retry={"attempts": 2})
     try:
@@ -563,11 +675,12 @@ def test_gateway_writes_go_to_the_leader(sm, cluster):
             break
         assert time.monotonic() < deadline, f"no single leader in sidemux_etcd_leader: {leaders}"
         time.sleep(0.1)
+    since = len(sm.raw_lines())
     for i in range(6):
         post_ok(sm, "/v3/kv/put", {"key": b64(f"lead/{i}"), "value": b64("x")})
     post_ok(sm, "/v3/kv/range", {"key": b64("lead/0")})
-    puts = [e for e in sm.log_lines() if e.get("msg") == "access" and e.get("proto") == "http1"
-            and e.get("path") == "/v3/kv/put"]
+    puts = sm.wait_lines(lambda e: e.get("msg") == "access" and e.get("proto") == "http1"
+                         and e.get("path") == "/v3/kv/put", 6, since=since)
     assert len(puts) >= 6
     assert {e["member"] for e in puts[-6:]} == set(leaders), puts[-6:]
 

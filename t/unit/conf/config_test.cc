@@ -1,4 +1,5 @@
 #include "conf/config.h"
+#include "conf/cpu_count.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -10,7 +11,6 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -164,6 +164,9 @@ const BadConfig kBadConfigs[] = {
     {"attempts_negative",
      kListener + "cluster:\n  members: [{name: m1, address: 127.0.0.1:1}]\n  retry: {attempts: -1}\n",
      "t.yaml:4:21: cluster.retry.attempts: must be >= 0"},
+    {"attempts_past_what_a_stream_remembers",
+     kListener + "cluster:\n  members: [{name: m1, address: 127.0.0.1:1}]\n  retry: {attempts: 4}\n",
+     "t.yaml:4:21: cluster.retry.attempts: must be <= 3"},
     {"limit_over_32_bits", kBase + "limits: {max_http1_request_bytes: 4294967296}\n",
      "t.yaml:3:35: limits.max_http1_request_bytes: must be <= 4294967295"},
     {"header_list_over_nghttp2_send_limit", kBase + "limits: {max_header_list_size: 65537}\n",
@@ -312,7 +315,7 @@ TEST(LoadFile, SampleConfigLoadsWithDefaults) {
   EXPECT_EQ(c.listeners[0].name, "client");
   EXPECT_EQ(c.listeners[0].address.to_string(), "127.0.0.1:2379");
   EXPECT_FALSE(c.listeners[0].tls);
-  EXPECT_EQ(c.workers, std::max(1u, std::thread::hardware_concurrency()));
+  EXPECT_EQ(c.workers, conf::cpu_count());
 
   ASSERT_EQ(c.cluster.members.size(), 3u);
   const char* const addresses[] = {"127.0.0.1:12379", "127.0.0.1:22379", "127.0.0.1:32379"};
@@ -367,7 +370,7 @@ TEST(LoadString, DefaultsMatchTheSpec) {
   ASSERT_TRUE(c);
   EXPECT_EQ(c->source, "t.yaml");
   EXPECT_EQ(c->generation, 1u);
-  EXPECT_EQ(c->workers, std::max(1u, std::thread::hardware_concurrency()));  // auto
+  EXPECT_EQ(c->workers, conf::cpu_count());  // auto
   EXPECT_EQ(c->listeners[0].address.port, 0);  // 0: the kernel picks a port
   EXPECT_EQ(c->cluster.name, "etcd");
   EXPECT_EQ(c->cluster.kind, ClusterKind::grpc);
@@ -544,7 +547,7 @@ TEST(LoadString, HeaderListSizeCapIsAccepted) {
 TEST(LoadString, WorkersAutoIsTheCpuCount) {
   const auto c = load_ok(kBase + "workers: auto\n");
   ASSERT_TRUE(c);
-  EXPECT_EQ(c->workers, std::max(1u, std::thread::hardware_concurrency()));
+  EXPECT_EQ(c->workers, conf::cpu_count());
 }
 
 TEST(LoadString, ListenersOnPortZeroMayRepeat) {

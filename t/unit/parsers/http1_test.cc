@@ -62,6 +62,20 @@ TEST(Http1Parser, EmptyHeaderValuesKeepTheirNames) {
   }
 }
 
+TEST(Http1Parser, ChunkedTrailersAreNotTakenForHeaders) {
+  const std::string req =
+      "POST /v3/kv/put HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "2\r\n{}\r\n0\r\nHost: evil\r\nX-T1: 1\r\nX-T2: 2\r\n\r\n";
+  Collector c;
+  Http1Parser p(small_limits(), Collector::on_request, &c);
+  auto r = p.feed(req.data(), req.size());
+  // Four fields in all: within max_headers only when the trailers count on their own.
+  ASSERT_EQ(r.status, Http1Parser::Status::ok) << r.reason;
+  ASSERT_EQ(c.requests.size(), 1u);
+  EXPECT_EQ(c.requests[0].header("host"), "a");
+  EXPECT_EQ(c.requests[0].headers.size(), 2u);
+}
+
 TEST(Http1Parser, EverySplitOfTwoPipelinedRequests) {
   const std::string bytes = "GET /a HTTP/1.1\r\nHost: h\r\n\r\nHEAD /b HTTP/1.1\r\n\r\n";
   for (size_t split = 0; split <= bytes.size(); ++split) {

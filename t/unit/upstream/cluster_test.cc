@@ -49,5 +49,23 @@ TEST(ClusterReload, KeepsUnchangedMembersStartsNewOnesRetiresRemovedOnes) {
   EXPECT_EQ(w.registry.gauge(metrics::kMemberUp, {"b"}).value(), 0);
 }
 
+TEST(ClusterAttempts, OnePickAndItsRetriesNeverTheSameMemberTwice) {
+  unit::TestCluster w(
+      "listeners: [{name: client, address: '127.0.0.1:0'}]\n"
+      "cluster:\n  retry: {attempts: 1}\n"
+      "  members: [{name: a, address: '127.0.0.1:1'}, {name: b, address: '127.0.0.1:2'},"
+      " {name: c, address: '127.0.0.1:3'}]\n");
+  Attempts attempts(w.test.config->cluster, "/sidemuxtest.Echo/Unary");
+  std::shared_ptr<Member> first = attempts.next(w.cluster());
+  std::shared_ptr<Member> retry = attempts.next(w.cluster());
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(retry, nullptr);
+  EXPECT_NE(first, retry);
+  // retry.attempts: 1 allows one retry, whatever members are left.
+  EXPECT_EQ(attempts.next(w.cluster()), nullptr);
+  // Nothing to try at all by default.
+  EXPECT_EQ(Attempts().next(w.cluster()), nullptr);
+}
+
 }  // namespace
 }  // namespace sidemux::upstream
