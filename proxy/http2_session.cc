@@ -40,7 +40,8 @@ Http2Session::Http2Session(ClientConnection& conn)
       max_header_list_size_(conn.worker().config()->limits.max_header_list_size),
       peer_(core::format_peer(conn.peer())) {
   const core::H2Handlers handlers{on_begin_headers, on_header,       on_frame_recv, on_data_chunk,
-                                  on_frame_send,    on_stream_close, nullptr,       on_begin_frame};
+                                  on_frame_send,    on_stream_close, nullptr,       on_begin_frame,
+                                  on_invalid_frame_recv};
   const auto& limits = conn.worker().config()->limits;
   std::array<nghttp2_settings_entry, 2> settings = {{
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams},
@@ -154,6 +155,12 @@ int Http2Session::on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, v
   return 0;
 }
 
+int Http2Session::on_invalid_frame_recv(nghttp2_session*, const nghttp2_frame* frame, int, void* user) {
+  // A header block nghttp2 rejected whole gets no on_frame_recv.
+  if (frame->hd.type == NGHTTP2_HEADERS) self(user)->header_block_deadline_ = 0;
+  return 0;
+}
+
 int Http2Session::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user) {
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   auto* s = self(user);
@@ -172,8 +179,12 @@ int Http2Session::on_header(nghttp2_session*, const nghttp2_frame* frame, const 
   Stream* stream = s->find(frame->hd.stream_id);
   // Request trailers (rare in gRPC) are not forwarded.
   if (!stream || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-  if (!core::count_header_field(stream->header_bytes, namelen, valuelen, s->max_header_list_size_))
+  if (!core::count_header_field(stream->header_bytes, namelen, valuelen, s->max_header_list_size_)) {
+    // nghttp2 resets the stream and drops the rest of the block without
+    // another callback: the block is over as far as its deadline goes.
+    s->header_block_deadline_ = 0;
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  }
   std::string_view n(reinterpret_cast<const char*>(name), namelen);
   if (n == "host") stream->host.assign(reinterpret_cast<const char*>(value), valuelen);
   if (core::is_hop_by_hop(n)) return 0;

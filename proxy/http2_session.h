@@ -58,6 +58,7 @@ class Http2Session : public Session {
   struct Stream;
 
   static int on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user);
+  static int on_invalid_frame_recv(nghttp2_session*, const nghttp2_frame* frame, int lib_error, void* user);
   static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
                        const uint8_t* value, size_t valuelen, uint8_t flags, void* user);

@@ -27,6 +27,8 @@ H2Callbacks make_h2_callbacks(const H2Handlers& h) {
   if (h.on_begin_headers) nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, h.on_begin_headers);
   if (h.on_header) nghttp2_session_callbacks_set_on_header_callback(cbs, h.on_header);
   if (h.on_frame_recv) nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, h.on_frame_recv);
+  if (h.on_invalid_frame_recv)
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, h.on_invalid_frame_recv);
   if (h.on_data_chunk) nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h.on_data_chunk);
   if (h.on_frame_send) nghttp2_session_callbacks_set_on_frame_send_callback(cbs, h.on_frame_send);
   if (h.before_frame_send) nghttp2_session_callbacks_set_before_frame_send_callback(cbs, h.before_frame_send);

@@ -23,6 +23,7 @@ struct H2Handlers {
   nghttp2_on_stream_close_callback on_stream_close = nullptr;
   nghttp2_before_frame_send_callback before_frame_send = nullptr;
   nghttp2_on_begin_frame_callback on_begin_frame = nullptr;
+  nghttp2_on_invalid_frame_recv_callback on_invalid_frame_recv = nullptr;
 };
 
 enum class H2Role { server, client };

@@ -88,6 +88,26 @@ def test_half_sent_header_block_closed_after_classify_timeout(sidemux_factory):
     assert rejected(sm, "classify_timeout") == before + 1
 
 
+def test_rejected_header_block_leaves_no_deadline(sidemux_factory):
+    """A complete header block that nghttp2 rejects (over max_header_list_size)
+    resets its stream and ends the block: the connection is not closed at
+    classify_timeout for a block that never finishes."""
+    sm = sidemux_factory(base_config(limits={"classify_timeout": "1s", "idle_timeout": "30s",
+                                             "max_header_list_size": 1024}))
+    before = rejected(sm, "classify_timeout")
+    block = hpack.Encoder().encode([(":method", "POST"), (":scheme", "http"), (":path", "/a.B/C"),
+                                    (":authority", "x"), ("x-big", "a" * 3000)])
+    sock = connect(sm.port)
+    try:
+        sock.sendall(H2_PREFACE + SETTINGS + frame(0x1, 0x4 | 0x1, 1, block))  # END_HEADERS | END_STREAM
+        waited, data = wait_closed(sock, timeout=3)
+    finally:
+        sock.close()
+    assert waited is None, f"closed {waited:.2f}s after a complete, rejected header block: {frames_of(data)}"
+    assert any(t == 0x3 for t, _, _ in frames_of(data)), f"the stream was not reset: {frames_of(data)}"
+    assert rejected(sm, "classify_timeout") == before
+
+
 def test_ping_only_connection_idles_out(sidemux_factory):
     sm = sidemux_factory(base_config(limits={"idle_timeout": "1s"}))
     with H2Client(sm.port, timeout=5) as c:
