@@ -6,6 +6,7 @@
 
 #include "parsers/etcd_status.h"
 #include "parsers/grpc.h"
+#include "parsers/protobuf_wire.h"
 #include "proxy/core/header_list.h"
 #include "proxy/core/loop_context.h"
 #include "upstream/member.h"
@@ -18,8 +19,8 @@ namespace {
 // An empty HealthCheckRequest (service "") or StatusRequest.
 constexpr auto& kRequest = parsers::grpc::kEmptyMessage;
 // HealthCheckResponse.status is field 1, a varint; SERVING is 1.
-constexpr uint8_t kStatusFieldTag = 0x08;
-constexpr uint8_t kServing = 1;
+constexpr uint32_t kStatusField = 1;
+constexpr uint64_t kServing = 1;
 
 int to_int(std::string_view v, int fallback) {
   int n;
@@ -134,20 +135,27 @@ void HealthCheck::on_upstream_close(Close kind, uint32_t, std::string_view reaso
     return;
   }
   CheckResult v = etcd_ ? judge_etcd(member_.name(), http_status_, grpc_status_, {body_.data(), body_len_})
-                        : judge(http_status_, grpc_status_, body_.data(), body_len_);
+                        : judge(http_status_, grpc_status_, {body_.data(), body_len_});
   if (!v.ok && !grpc_message_.empty()) v.reason += ": " + grpc_message_;
   finish(std::move(v));
 }
 
-CheckResult HealthCheck::judge(int http_status, int grpc_status, const uint8_t* body, size_t len) {
+CheckResult HealthCheck::judge(int http_status, int grpc_status, std::span<const uint8_t> body) {
   if (http_status != 200) return {false, "health check: HTTP status " + std::to_string(http_status)};
   if (grpc_status == static_cast<int>(parsers::grpc::Status::unimplemented)) return {true, ""};
   if (grpc_status != 0) {
     return {false, "health check: grpc-status " + std::string(parsers::grpc::status_name(grpc_status))};
   }
-  // 5-byte prefix, then the message: tag of field 1 and the status varint.
-  bool serving = len >= 7 && body[0] == 0 && body[5] == kStatusFieldTag && body[6] == kServing;
-  if (!serving) return {false, "health check: member is not SERVING"};
+  std::span<const uint8_t> message;
+  if (const char* why = parsers::grpc::unary_message(body, message))
+    return {false, std::string("health check: ") + why};
+  // Absent, the status is UNKNOWN (0); the last occurrence wins.
+  uint64_t status = 0;
+  parsers::protowire::Reader reader(message);
+  for (parsers::protowire::Field f; reader.next(f);)
+    if (f.number == kStatusField && f.type == parsers::protowire::WireType::varint) status = f.value;
+  if (reader.error()) return {false, std::string("health check: ") + reader.error()};
+  if (status != kServing) return {false, "health check: member is not SERVING"};
   return {true, ""};
 }
 

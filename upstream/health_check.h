@@ -54,7 +54,7 @@ class HealthCheck final : public StreamHandler {
   // What a check's answer means; exposed for unit tests.
   // grpc-status -1 means the answer carried none. UNIMPLEMENTED counts as
   // healthy: the member answers gRPC but registers no health service.
-  static CheckResult judge(int http_status, int grpc_status, const uint8_t* body, size_t len);
+  static CheckResult judge(int http_status, int grpc_status, std::span<const uint8_t> body);
   // etcd's StatusResponse: passes with a leader and as a voting member.
   static CheckResult judge_etcd(std::string_view member, int http_status, int grpc_status,
                                 std::span<const uint8_t> body);

@@ -21,24 +21,36 @@ Member* pick_any(Cluster& c) {
 
 TEST(HealthCheckJudge, ServingIsHealthy) {
   const uint8_t serving[] = {0, 0, 0, 0, 2, 0x08, 0x01};
-  EXPECT_TRUE(HealthCheck::judge(200, 0, serving, sizeof serving).ok);
+  EXPECT_TRUE(HealthCheck::judge(200, 0, serving).ok);
 }
 
 TEST(HealthCheckJudge, NotServingAndErrorsAreUnhealthy) {
   const uint8_t not_serving[] = {0, 0, 0, 0, 2, 0x08, 0x02};
-  auto v = HealthCheck::judge(200, 0, not_serving, sizeof not_serving);
+  auto v = HealthCheck::judge(200, 0, not_serving);
   EXPECT_FALSE(v.ok);
   EXPECT_EQ(v.reason, "health check: member is not SERVING");
   // An empty message is status UNKNOWN (0), not SERVING.
   const uint8_t empty[] = {0, 0, 0, 0, 0};
-  EXPECT_FALSE(HealthCheck::judge(200, 0, empty, sizeof empty).ok);
-  EXPECT_EQ(HealthCheck::judge(200, 14, nullptr, 0).reason, "health check: grpc-status UNAVAILABLE");
-  EXPECT_EQ(HealthCheck::judge(503, -1, nullptr, 0).reason, "health check: HTTP status 503");
-  EXPECT_FALSE(HealthCheck::judge(200, -1, nullptr, 0).ok);
+  EXPECT_FALSE(HealthCheck::judge(200, 0, empty).ok);
+  EXPECT_EQ(HealthCheck::judge(200, 14, {}).reason, "health check: grpc-status UNAVAILABLE");
+  EXPECT_EQ(HealthCheck::judge(503, -1, {}).reason, "health check: HTTP status 503");
+  EXPECT_FALSE(HealthCheck::judge(200, -1, {}).ok);
+}
+
+TEST(HealthCheckJudge, TheMessageIsDecodedNotMatchedByOffset) {
+  // Another field first, then status SERVING: a valid encoding.
+  const uint8_t other_first[] = {0, 0, 0, 0, 4, 0x10, 0x07, 0x08, 0x01};
+  EXPECT_TRUE(HealthCheck::judge(200, 0, other_first).ok);
+  // SERVING's bytes, but the prefix says the message is longer than the body.
+  const uint8_t cut[] = {0, 0, 0, 0, 9, 0x08, 0x01};
+  EXPECT_FALSE(HealthCheck::judge(200, 0, cut).ok);
+  // SERVING followed by bytes past the one message.
+  const uint8_t trailing[] = {0, 0, 0, 0, 2, 0x08, 0x01, 0xff};
+  EXPECT_FALSE(HealthCheck::judge(200, 0, trailing).ok);
 }
 
 TEST(HealthCheckJudge, MemberWithoutHealthServiceCountsAsHealthy) {
-  EXPECT_TRUE(HealthCheck::judge(200, 12, nullptr, 0).ok);
+  EXPECT_TRUE(HealthCheck::judge(200, 12, {}).ok);
 }
 
 TEST(MemberHealth, FirstResultCountsAtOnceThenThresholds) {
