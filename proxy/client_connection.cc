@@ -27,7 +27,6 @@ ClientConnection::~ClientConnection() {
   // The session goes first: its streams may still refer to this connection.
   session_.reset();
   worker_.process().connections.fetch_sub(1, std::memory_order_relaxed);
-  worker_.process().connections_closed.fetch_add(1, std::memory_order_relaxed);
   listener_.connection_closed();
 }
 

@@ -14,10 +14,13 @@ namespace sidemux {
 namespace {
 Server* self(uv_handle_t* h) { return static_cast<Server*>(h->data); }
 
-// malloc_trim once this many client connections closed since the last one,
-// checked this often (an atomic load): rare under steady traffic, within a
-// second after a crowd left.
-constexpr uint64_t kTrimAfterClosed = 256;
+// malloc_trim when a crowd left: the open client connections fell to half
+// the peak seen since the last trim, a peak of at least kTrimCrowd. Clients
+// that open and close a connection per request never make such a peak, so
+// they cannot make the main thread walk every arena each second; and one
+// trim per kTrimGapMs at most. Checked each kTrimCheckMs (an atomic load).
+constexpr uint32_t kTrimCrowd = 256;
+constexpr uint64_t kTrimGapMs = 30'000;
 constexpr uint64_t kTrimCheckMs = 1000;
 
 // The sockets of a generation's listeners: one per worker and listener
@@ -271,9 +274,13 @@ void Server::close_handles() {
 
 void Server::maybe_trim() {
   if (!process_) return;
-  uint64_t closed = process_->connections_closed.load(std::memory_order_relaxed);
-  if (closed - closed_at_trim_ < kTrimAfterClosed) return;
-  closed_at_trim_ = closed;
+  uint32_t open = process_->connections.load(std::memory_order_relaxed);
+  peak_since_trim_ = std::max(peak_since_trim_, open);
+  uint64_t now = uv_now(&loop_);
+  bool crowd_left = peak_since_trim_ >= kTrimCrowd && open <= peak_since_trim_ / 2;
+  if (!crowd_left || (trimmed_at_ != 0 && now - trimmed_at_ < kTrimGapMs)) return;
+  peak_since_trim_ = open;
+  trimmed_at_ = now;
   // Walks every arena's free chunks and returns whole free pages (a few
   // milliseconds at most, on this thread); workers allocating meanwhile
   // wait for their arena's lock only while it is being walked.

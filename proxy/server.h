@@ -55,7 +55,8 @@ class Server {
   // nghttp2 sessions and buffers) for reuse: after many closed, it is given
   // back to the system from here, off the workers' loops.
   uv_timer_t trim_timer_;
-  uint64_t closed_at_trim_ = 0;
+  uint32_t peak_since_trim_ = 0;  // open client connections, sampled each check
+  uint64_t trimmed_at_ = 0;       // uv_now() of the last malloc_trim, 0: none yet
   core::FileWatch::Ptr watch_;  // reload.watch; on loop_
   std::atomic<unsigned> drained_{0};
   bool draining_ = false;

@@ -32,7 +32,6 @@ struct ProcessState {
   core::Logger& log;
   std::vector<const metrics::Registry*> registries;  // the server's and every worker's
   std::atomic<uint32_t> connections{0};               // open client connections, for max_connections
-  std::atomic<uint64_t> connections_closed{0};        // ever, for the Server's malloc_trim
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   unsigned workers = 1;
   // Members' health, written by the one checker (Server), read by every worker.

@@ -179,10 +179,10 @@ void LogField::append_text(std::string& out) const {
   }
 }
 
-Logger::Logger(int fd, size_t buffer_bytes) : fd_(fd), dropped_(registry_.counter(metrics::kLogLinesDropped)) {
-  if (fd_ < 0) return;
+Logger::Logger(int fd, size_t buffer_bytes) : dropped_(registry_.counter(metrics::kLogLinesDropped)) {
+  if (fd < 0) return;
   ring_ = std::make_shared<LogRing>(buffer_bytes);
-  writer_ = std::thread(write_out, ring_, fd_);
+  writer_ = std::thread(write_out, ring_, fd);
 }
 
 Logger::~Logger() {

@@ -89,7 +89,6 @@ class Logger {
   const metrics::Registry& metrics() const { return registry_; }
 
  private:
-  int fd_;
   metrics::Registry registry_;
   metrics::Counter& dropped_;
   std::shared_ptr<LogRing> ring_;  // shared with the writer thread, which may outlive us

@@ -42,8 +42,6 @@ class LogRing {
   // Any thread: the reader returns 0 from wait_readable() once it is empty.
   void close();
 
-  size_t capacity() const { return capacity_; }
-
  private:
   const size_t capacity_;
   std::unique_ptr<char[]> data_;
