@@ -77,9 +77,13 @@ void check_unary_message(const uint8_t* data, size_t size) {
   std::span<const uint8_t> all(reinterpret_cast<const uint8_t*>(body.bytes.get()), size);
   std::span<const uint8_t> message;
   const char* error = grpc::unary_message(all, message);
+  // One uncompressed message whose prefix gives exactly the rest's length.
+  uint32_t len = size >= grpc::kMessagePrefixSize
+                     ? uint32_t{all[1]} << 24 | uint32_t{all[2]} << 16 | uint32_t{all[3]} << 8 | all[4]
+                     : 0;
+  bool valid = size >= grpc::kMessagePrefixSize && all[0] == 0 && uint64_t{len} + grpc::kMessagePrefixSize == size;
+  FUZZ_CHECK((error == nullptr) == valid);
   if (error) return;
-  FUZZ_CHECK(size >= grpc::kMessagePrefixSize && all[0] == 0);
-  uint32_t len = uint32_t{all[1]} << 24 | uint32_t{all[2]} << 16 | uint32_t{all[3]} << 8 | all[4];
   FUZZ_CHECK(message.data() == all.data() + grpc::kMessagePrefixSize);
   FUZZ_CHECK(message.size() == len && len + grpc::kMessagePrefixSize == size);
 }

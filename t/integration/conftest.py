@@ -287,6 +287,20 @@ class Sidemux:
                     return None
                 self._cond.wait(min(remaining, 0.2))
 
+    def wait_lines(self, predicate, count, since=0, timeout=5.0):
+        """The parsed log lines after the first `since` raw lines that satisfy
+        predicate, once `count` of them are there (or the timeout passed).
+        Lines leave sidemux through its logger's writer thread, so the line of
+        a call that just returned may not be written yet."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [e for e in self._parsed(self._lines[since:]) if predicate(e)]
+                remaining = deadline - time.monotonic()
+                if len(found) >= count or remaining <= 0:
+                    return found
+                self._cond.wait(min(remaining, 0.2))
+
     def get(self, path, **kw):
         return http_request(self.port, path, **kw)
 

@@ -65,11 +65,6 @@ def health(sm):
     return r.status, json.loads(r.body)
 
 
-def access(sm, start=0, path=None):
-    return [e for e in sm._parsed(sm.raw_lines()[start:])
-            if e.get("msg") == "access" and (path is None or e.get("path") == path)]
-
-
 def raw(b):
     return b
 
@@ -295,8 +290,9 @@ def test_writes_follow_the_leader_reads_spread(tmp_path_factory, sidemux_factory
         for i in range(15):
             assert etcdctl(ep, "put", f"k{i}", "v").ok
             assert etcdctl(ep, "get", f"k{i}").ok
-        puts = access(sm, start, "/etcdserverpb.KV/Put")
-        reads = access(sm, start, "/etcdserverpb.KV/Range")
+        is_access = lambda path: lambda e: e.get("msg") == "access" and e.get("path") == path  # noqa: E731
+        puts = sm.wait_lines(is_access("/etcdserverpb.KV/Put"), 15, since=start)
+        reads = sm.wait_lines(is_access("/etcdserverpb.KV/Range"), 15, since=start)
         assert len(puts) == 15 and {e["member"] for e in puts} == {leader}, puts
         assert len({e["member"] for e in reads}) >= 2, reads
         assert sm.metrics().sum("sidemux_etcd_routed_total", route="leader") >= 15
@@ -317,7 +313,7 @@ def test_writes_follow_the_leader_reads_spread(tmp_path_factory, sidemux_factory
         t = threading.Thread(target=put_loop)
         t.start()
         try:
-            time.sleep(0.5)
+            wait_for(lambda: count[0] >= 5, 10, what="the put loop under way")
             moved_at = time.monotonic()
             res = cluster.etcdctl("move-leader", ids[target][0], member=cluster.names.index(leader))
             assert res.ok, res
@@ -325,7 +321,8 @@ def test_writes_follow_the_leader_reads_spread(tmp_path_factory, sidemux_factory
                      what=f"sidemux names {target} leader")
             settled = time.monotonic()
             mark = len(sm.raw_lines())
-            time.sleep(1.0)
+            since_mark = count[0]
+            wait_for(lambda: count[0] >= since_mark + 5, 10, what="five puts after the leader moved")
         finally:
             done.set()
             t.join(30)
@@ -336,6 +333,6 @@ def test_writes_follow_the_leader_reads_spread(tmp_path_factory, sidemux_factory
         dropped = [f for f in failures if "raft proposal dropped" in f.stderr]
         others = [f for f in failures if f not in dropped]
         assert not others and len(dropped) <= 2, failures[:3]
-        after = access(sm, mark, "/etcdserverpb.KV/Put")
+        after = sm.wait_lines(is_access("/etcdserverpb.KV/Put"), 5, since=mark)
         assert after and {e["member"] for e in after} == {target}, after
         assert settled - moved_at < 2 * INTERVAL + MARGIN, f"leader followed after {settled - moved_at:.2f}s"

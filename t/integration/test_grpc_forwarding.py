@@ -721,12 +721,10 @@ def test_no_member_gives_unavailable(gen, runner, how):
         assert any(n in details for n in names), f"grpc-message names no member: {details!r}"
         assert any(w in low for w in ("refused", "timed out", "timeout", "unhealthy", "reset", "closed",
                                       "goaway")), f"grpc-message gives no cause: {details!r}"
-    # Log lines reach stderr through the logger's writer thread: wait for both.
-    unary = lambda: [e for e in access_lines(sm) if e.get("path") == "/sidemuxtest.Echo/Unary"]  # noqa: E731
-    deadline = time.monotonic() + 5
-    while len(unary()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    lines = unary()
+    # Every call made here has its access line: an OK one first when the
+    # servers were stopped under it, then the two UNAVAILABLE.
+    calls = 3 if how == "servers_stopped" else 2
+    lines = sm.wait_lines(lambda e: e.get("msg") == "access" and e.get("path") == "/sidemuxtest.Echo/Unary", calls)
     assert [e.get("grpc_status") for e in lines][-2:] == ["UNAVAILABLE", "UNAVAILABLE"], lines
 
 

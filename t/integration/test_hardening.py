@@ -110,7 +110,7 @@ def close_time(sock, start, timeout, out):
 
 
 def test_cancelled_uploads_do_not_leak_client_connection_window(gen, echo, sidemux_factory):
-    """40 x (HEADERS + one stream window of DATA + RST_STREAM(CANCEL)) in one write each, 1.1 MiB in all
+    """40 x (HEADERS + one stream window of DATA + RST_STREAM(CANCEL)) in one write each, 2.5 MiB in all
     on a connection whose window is 1 MiB: the window must keep reopening, and a unary
     call on the same connection afterwards must complete."""
     pb2 = gen[0]

@@ -28,22 +28,25 @@ GRPC_MESSAGE_OPTIONS = [
 ]
 
 
-def generate(outdir):
-    """Compile echo.proto into outdir (once) and import the generated modules."""
+def compile_proto(proto, outdir, module):
+    """Compile proto into outdir (once) and import module_pb2 and module_pb2_grpc."""
     os.makedirs(outdir, exist_ok=True)
-    if not os.path.exists(os.path.join(outdir, "echo_pb2_grpc.py")):
+    if not os.path.exists(os.path.join(outdir, f"{module}_pb2_grpc.py")):
         proc = subprocess.run(
-            [PYTHON, "-m", "grpc_tools.protoc", f"-I{HERE}", f"--python_out={outdir}",
-             f"--grpc_python_out={outdir}", PROTO],
+            [PYTHON, "-m", "grpc_tools.protoc", f"-I{os.path.dirname(proto)}", f"--python_out={outdir}",
+             f"--grpc_python_out={outdir}", proto],
             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
         if proc.returncode != 0:
             raise RuntimeError(f"protoc failed ({proc.returncode}): {proc.stderr}")
     if outdir not in sys.path:
         sys.path.insert(0, outdir)
     importlib.invalidate_caches()
-    pb2 = importlib.import_module("echo_pb2")
-    pb2_grpc = importlib.import_module("echo_pb2_grpc")
-    return pb2, pb2_grpc
+    return importlib.import_module(f"{module}_pb2"), importlib.import_module(f"{module}_pb2_grpc")
+
+
+def generate(outdir):
+    """Compile echo.proto into outdir (once) and import the generated modules."""
+    return compile_proto(PROTO, outdir, "echo")
 
 
 class EchoServer:

@@ -130,6 +130,7 @@ TEST(Logger, ABlockedReaderCostsDroppedLinesNotAWaitAndTheRestComeOutWhole) {
   }
   std::vector<std::string> lines = lines_of(pipe.finish());
   EXPECT_EQ(lines.size() + dropped, static_cast<size_t>(kLines));
+  EXPECT_FALSE(lines.empty());  // dropping everything would balance the sum too
   std::regex shape(R"(\{"ts":"[0-9T:.-]+Z","level":"info","msg":"line","i":(\d+),"pad":"0123456789abcdef"\})");
   int last = -1;
   for (const auto& l : lines) {
@@ -161,6 +162,7 @@ TEST(Logger, LinesFromManyThreadsNeverInterleave) {
   }
   std::vector<std::string> lines = lines_of(pipe.finish());
   EXPECT_EQ(lines.size() + dropped, static_cast<size_t>(kThreads * kLines));
+  EXPECT_FALSE(lines.empty());
   std::regex shape(R"re(\{"ts":"[^"]+","level":"warn","msg":"thread line","thread":(\d),"i":(\d+),"pad":"([a-z]+)"\})re");
   std::map<int, int> last;
   for (const auto& l : lines) {

@@ -48,8 +48,9 @@ TEST(MessageFraming, RestOfMessage) {
   ahead.insert(ahead.end(), b.begin(), b.end());
   EXPECT_EQ(f.rest_of_message(ahead.data(), ahead.size()), 65u);
   EXPECT_EQ(f.rest_of_message(ahead.data(), 64), std::nullopt);
-  // Probing does not move the cursor.
+  // Probing does not move the cursor: the same question, the same answer.
   EXPECT_FALSE(f.at_boundary());
+  EXPECT_EQ(f.rest_of_message(ahead.data(), ahead.size()), 65u);
 }
 
 TEST(MessageFraming, RestOfMessageWithPrefixSplit) {

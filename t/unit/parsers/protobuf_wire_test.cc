@@ -104,7 +104,7 @@ INSTANTIATE_TEST_SUITE_P(
         Malformed{"end_group_alone", {0x0c}, "end of group without a start"},
         Malformed{"unterminated_group", {0x0b, 0x08, 0x01}, "truncated group"},
         Malformed{"mismatched_group_end", {0x0b, 0x14}, "mismatched end of group"},
-        Malformed{"groups_too_deep", deep_groups(40), "groups nested too deeply"},
+        Malformed{"groups_too_deep", deep_groups(33), "groups nested too deeply"},
         Malformed{"bad_field_inside_group", {0x0b, 0x0f, 0x0c}, "invalid wire type"}),
     [](const auto& param_info) { return std::string(param_info.param.name); });
 

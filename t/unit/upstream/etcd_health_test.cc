@@ -122,6 +122,8 @@ TEST(EtcdProcess, WorkersSeeTheCheckersVerdictAndLeader) {
   EXPECT_FALSE(wm[1]->leader());
   TriedMembers fresh;
   EXPECT_NE(p.worker.pick(fresh, Route::leader), nullptr);
+  EXPECT_EQ(p.checker.registry.counter_value(metrics::kEtcdRouted, {"balanced"}), 2u);
+  EXPECT_EQ(p.checker.registry.counter_value(metrics::kEtcdRouted, {"leader"}), 5u);
 }
 
 struct Watcher : MemberWatcher {

@@ -45,6 +45,7 @@ TEST(Pool, TheMembersStreamLimitCapsAConnectionToo) {
   ASSERT_GT(c.submit(*first, h1), 0);
   // SETTINGS said one stream per connection.
   UpstreamSession* second = c.pool().session_for_new_stream();
+  ASSERT_NE(second, nullptr);
   EXPECT_NE(second, first);
 }
 
