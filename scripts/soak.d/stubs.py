@@ -1,10 +1,7 @@
 """gRPC stubs compiled at run time: sidemuxtest.Echo (t/integration/grpc_testsvc) and
 the etcd subset in etcd_kv.proto, plus the channel options every soak client uses."""
 
-import importlib
 import os
-import subprocess
-import sys
 
 import grpc
 
@@ -18,21 +15,7 @@ class Stubs:
     def __init__(self, gen_dir):
         self.gen_dir = gen_dir
         self.echo_pb2, self.echo_grpc = grpc_testsvc.generate(gen_dir)
-        self.etcd_pb2, self.etcd_grpc = _generate_etcd(gen_dir)
-
-
-def _generate_etcd(outdir):
-    if not os.path.exists(os.path.join(outdir, "etcd_kv_pb2_grpc.py")):
-        proc = subprocess.run(
-            [grpc_testsvc.PYTHON, "-m", "grpc_tools.protoc", f"-I{HERE}", f"--python_out={outdir}",
-             f"--grpc_python_out={outdir}", ETCD_PROTO],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
-        if proc.returncode != 0:
-            raise RuntimeError(f"protoc failed ({proc.returncode}): {proc.stderr}")
-    if outdir not in sys.path:
-        sys.path.insert(0, outdir)
-    importlib.invalidate_caches()
-    return importlib.import_module("etcd_kv_pb2"), importlib.import_module("etcd_kv_pb2_grpc")
+        self.etcd_pb2, self.etcd_grpc = grpc_testsvc.compile_proto(ETCD_PROTO, gen_dir, "etcd_kv")
 
 
 def channel_options():

@@ -172,27 +172,6 @@ class GatewayWatcher(Watcher):
         pass
 
 
-def gateway_forwarded(port):
-    """(True, "") when sidemux forwards etcd's gateway (/v3/kv/range answers with a header), else (False, why)."""
-    body = json.dumps({"key": base64.b64encode(PREFIX).decode(), "count_only": True})
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("POST", "/v3/kv/range", body=body, headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        data = resp.read(4096)
-    except (OSError, http.client.HTTPException) as e:
-        return False, f"POST /v3/kv/range failed: {e!r}"
-    finally:
-        conn.close()
-    if resp.status == 200:
-        try:
-            if "header" in json.loads(data):
-                return True, ""
-        except ValueError:
-            pass
-    return False, f"POST /v3/kv/range answered {resp.status} {data[:120]!r}"
-
-
 class Watchdog(threading.Thread):
     """Cuts the stream of a watcher that missed a revision acknowledged STALL_S ago."""
 
