@@ -21,35 +21,45 @@ namespace {
 // requests are far smaller; a stream whose request outgrows this is no
 // longer retried.
 constexpr size_t kRetryBufferLimit = 64 * 1024;
+// How long a Put that etcd dropped waits before it goes out again. A
+// leadership transfer is over within an election round trip, and the Status
+// round it started names the new leader by then; sent at once, the retry
+// would find a candidate (dropped again) or a follower that forwards it to
+// the old leader, which drops it silently (the client waits ~5 s for
+// "request timed out").
+constexpr uint64_t kDroppedProposalBackoffMs = 100;
 }  // namespace
 
-// A uv timer that outlives the stream until its close callback: the stream
-// drops its pointer, the timer frees itself.
-class ProxiedStream::Deadline {
+// A one-shot uv timer that outlives the stream until its close callback:
+// the stream drops its pointer, the timer frees itself.
+class ProxiedStream::StreamTimer {
  public:
-  Deadline(uv_loop_t* loop, ProxiedStream* owner, uint64_t timeout_ms) : timer_(new Timer{{}, owner}) {
+  using Fire = void (ProxiedStream::*)();
+  StreamTimer(uv_loop_t* loop, ProxiedStream* owner, uint64_t timeout_ms, Fire fire)
+      : timer_(new Timer{{}, owner, fire}) {
     uv_timer_init(loop, &timer_->handle);
     timer_->handle.data = timer_;
     uv_timer_start(
         &timer_->handle,
         [](uv_timer_t* t) {
           auto* timer = static_cast<Timer*>(t->data);
-          if (timer->owner) timer->owner->on_deadline();
+          if (timer->owner) (timer->owner->*timer->fire)();
         },
         timeout_ms, 0);
   }
-  ~Deadline() {
+  ~StreamTimer() {
     timer_->owner = nullptr;
     uv_close(reinterpret_cast<uv_handle_t*>(&timer_->handle),
              [](uv_handle_t* h) { delete static_cast<Timer*>(h->data); });
   }
-  Deadline(const Deadline&) = delete;
-  Deadline& operator=(const Deadline&) = delete;
+  StreamTimer(const StreamTimer&) = delete;
+  StreamTimer& operator=(const StreamTimer&) = delete;
 
  private:
   struct Timer {
     uv_timer_t handle;
     ProxiedStream* owner;
+    Fire fire;
   };
   Timer* timer_;
 };
@@ -92,7 +102,8 @@ void ProxiedStream::start() {
     deadline_at_ = started_ + std::min(ns, std::chrono::nanoseconds(std::chrono::hours(24 * 365)));
     // Rounded up: a deadline must never fire early.
     auto ms = std::chrono::ceil<std::chrono::milliseconds>(ns).count();
-    deadline_ = std::make_unique<Deadline>(down_.worker().loop(), this, static_cast<uint64_t>(ms));
+    deadline_ = std::make_unique<StreamTimer>(down_.worker().loop(), this, static_cast<uint64_t>(ms),
+                                              &ProxiedStream::on_deadline);
   }
   attempts_ = upstream::Attempts(config_->cluster, core::find_header(request_headers_, ":path"));
   attempt("");
@@ -215,6 +226,11 @@ void ProxiedStream::on_response_headers_end(bool trailer, bool end_stream) {
     down_.resume_data(down_id_);
     return;
   }
+  if (end_stream && retryable_ && !downstream_closed_ && config_->cluster.kind == conf::ClusterKind::etcd &&
+      refused_by_etcd()) {
+    retry("proposal_dropped", "raft proposal dropped");
+    return;
+  }
   // The member answered: the request reached it and is never replayed.
   retryable_ = false;
   drop_sent_request();
@@ -295,10 +311,7 @@ void ProxiedStream::on_upstream_close(Close kind, uint32_t error_code, std::stri
       return;
     case Close::refused:
       if (retryable_ && !response_started_ && !downstream_closed_) {
-        const char* why = error_code == NGHTTP2_REFUSED_STREAM ? "refused_stream" : "connect_failure";
-        member_->registry().counter(metrics::kUpstreamRetries, {member_->name(), why}).inc();
-        request_sent_ = 0;
-        attempt(std::string(member_->name()) + ": " + std::string(reason));
+        retry(error_code == NGHTTP2_REFUSED_STREAM ? "refused_stream" : "connect_failure", reason);
         return;
       }
       [[fallthrough]];
@@ -319,6 +332,36 @@ void ProxiedStream::on_upstream_close(Close kind, uint32_t error_code, std::stri
       down_.reset(down_id_, error_code);
       return;
   }
+}
+
+bool ProxiedStream::refused_by_etcd() const {
+  std::string_view v = core::find_header(response_headers_, "grpc-status");
+  int code;
+  return core::parse_int(v, code) &&
+         upstream::is_dropped_proposal(code, core::find_header(response_headers_, "grpc-message"));
+}
+
+void ProxiedStream::retry(const char* why, std::string_view reason) {
+  member_->registry().counter(metrics::kUpstreamRetries, {member_->name(), why}).inc();
+  request_sent_ = 0;
+  if (up_) {
+    // Still attached: etcd answered that it dropped the proposal. Its
+    // leader is most likely handing over, so a Status round now names the
+    // new one, and the retry waits for it; the member's stream, ended
+    // already, is forgotten.
+    response_headers_.clear();
+    detach_upstream(NGHTTP2_NO_ERROR);
+    down_.worker().cluster().request_status_round();
+    retry_timer_ = std::make_unique<StreamTimer>(down_.worker().loop(), this, kDroppedProposalBackoffMs,
+                                                 &ProxiedStream::on_retry_timer);
+    return;
+  }
+  attempt(std::string(member_->name()) + ": " + std::string(reason));
+}
+
+void ProxiedStream::on_retry_timer() {
+  // The deadline may have answered the client meanwhile.
+  if (!response_started_) attempt(std::string(member_->name()) + ": raft proposal dropped");
 }
 
 void ProxiedStream::detach_upstream(uint32_t error_code) {
@@ -374,6 +417,7 @@ void ProxiedStream::on_downstream_close(uint32_t error_code) {
   downstream_closed_ = true;
   detach_upstream(NGHTTP2_CANCEL);
   deadline_.reset();
+  retry_timer_.reset();
   // The buffers go with the stream, and its windows back to the budgets.
   if (response_window_ != 0) down_.response_budget().leave(response_window_);
   down_.request_budget().leave(request_window_);

@@ -62,11 +62,16 @@ class ProxiedStream final : public upstream::StreamHandler, private upstream::Me
   void on_upstream_close(Close kind, uint32_t error_code, std::string_view reason) override;
 
  private:
-  class Deadline;
+  class StreamTimer;
 
   void on_member_lost(std::string_view reason) override;
 
   void attempt(std::string_view last_failure);
+  // etcd's trailers-only answer says raft never took the request.
+  bool refused_by_etcd() const;
+  // Again on another member: the request never did anything where it went.
+  void retry(const char* why, std::string_view reason);
+  void on_retry_timer();
   void detach_upstream(uint32_t error_code);
   // Request bytes the member took are no longer kept for a retry.
   void drop_sent_request();
@@ -105,7 +110,8 @@ class ProxiedStream final : public upstream::StreamHandler, private upstream::Me
   upstream::UpstreamSession* up_ = nullptr;
   int32_t up_id_ = -1;
   upstream::Attempts attempts_;  // set in start(), once the :path is known
-  std::unique_ptr<Deadline> deadline_;
+  std::unique_ptr<StreamTimer> deadline_;
+  std::unique_ptr<StreamTimer> retry_timer_;  // a dropped proposal waits out a leader change
   std::optional<std::chrono::steady_clock::time_point> deadline_at_;  // from grpc-timeout
 
   int grpc_status_ = -1;  // -1: none seen yet

@@ -74,4 +74,9 @@ bool is_leader_change_error(int grpc_status, std::string_view grpc_message) {
          (grpc_message == "etcdserver: not leader" || grpc_message == "etcdserver: leader changed");
 }
 
+bool is_dropped_proposal(int grpc_status, std::string_view grpc_message) {
+  constexpr int kUnknown = 2;
+  return grpc_status == kUnknown && grpc_message == "raft proposal dropped";
+}
+
 }  // namespace sidemux::upstream

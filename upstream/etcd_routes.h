@@ -15,4 +15,10 @@ bool is_leader_route(std::string_view path);
 // grpc-status UNAVAILABLE. `grpc_message` as it came, percent-encoded.
 bool is_leader_change_error(int grpc_status, std::string_view grpc_message);
 
+// etcd's answer when raft refused the proposal outright (a leadership
+// transfer under way, or no leader yet): raft's ErrProposalDropped, which
+// etcd 3.4 passes on as grpc-status UNKNOWN. Nothing was logged, let alone
+// applied, so the request may go to another member as if refused.
+bool is_dropped_proposal(int grpc_status, std::string_view grpc_message);
+
 }  // namespace sidemux::upstream

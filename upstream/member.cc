@@ -72,7 +72,11 @@ void Member::on_health_check(CheckResult result) {
       reason = std::move(result.reason);
     }
   }
-  bool lost_leader = next == Health::unhealthy && health() != Health::unhealthy && result.lost_leader;
+  // The first check that finds the member down without a leader ends its
+  // streams, whether it goes down now or went down earlier for another
+  // reason (a check that timed out on a loaded member, say).
+  bool lost_leader = next == Health::unhealthy && result.lost_leader && !leaderless_;
+  leaderless_ = next == Health::unhealthy && (leaderless_ || result.lost_leader);
   bool leader = result.ok && result.etcd && result.etcd->leader != 0 && result.etcd->leader == result.etcd->member_id;
   std::optional<EtcdView> etcd = result.etcd ? std::move(result.etcd) : shared_->snapshot()->etcd;
   publish(next, reason, std::move(etcd), leader);

@@ -139,6 +139,7 @@ class Member {
   uint32_t checks_failed_ = 0;  // in a row
   uint32_t consecutive_failures_ = 0;
   bool ejection_held_ = false;  // the cap stopped an ejection (logged once)
+  bool leaderless_ = false;     // down, and a check found it without a leader
   uint64_t ejected_until_ = 0;  // uv_now() milliseconds
   metrics::Gauge* up_ = nullptr;      // the checker's Member: one series for the process
   metrics::Gauge* leader_ = nullptr;  // the checker's Member, kind etcd

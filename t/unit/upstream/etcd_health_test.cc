@@ -150,6 +150,20 @@ TEST(EtcdProcess, LostLeaderEndsWatchedStreamsOnEveryLoop) {
   EXPECT_EQ(on_m2.reasons.size(), 1u);
 }
 
+TEST(EtcdProcess, LeaderLostWhileAlreadyDownStillEndsWatchedStreams) {
+  Process p;
+  for (uint64_t id = 1; id <= 3; ++id) p.checker.member(id - 1).on_health_check(result_of(id, 1));
+  Watcher on_m2;
+  p.worker.members()[1]->watch(on_m2);
+  // Down first for a check that timed out: its streams go on.
+  p.checker.member(1).on_health_check({false, "health check timed out", false, std::nullopt});
+  EXPECT_EQ(p.worker.members()[1]->health(), Health::unhealthy);
+  EXPECT_TRUE(on_m2.reasons.empty());
+  // The next check finds it without a leader: now they end.
+  p.checker.member(1).on_health_check(result_of(2, 0));
+  EXPECT_EQ(on_m2.reasons, std::vector<std::string>{"member m2 has no leader"});
+}
+
 TEST(EtcdProcess, AlarmsFailHealthNotReadiness) {
   Process p;
   p.checker.member(0).on_health_check(

@@ -47,5 +47,12 @@ TEST(EtcdRoutes, LeaderChangeErrors) {
   EXPECT_FALSE(is_leader_change_error(14, ""));
 }
 
+TEST(EtcdRoutes, DroppedProposals) {
+  EXPECT_TRUE(is_dropped_proposal(2, "raft proposal dropped"));
+  EXPECT_FALSE(is_dropped_proposal(14, "raft proposal dropped"));
+  EXPECT_FALSE(is_dropped_proposal(2, "etcdserver: request timed out"));
+  EXPECT_FALSE(is_dropped_proposal(2, ""));
+}
+
 }  // namespace
 }  // namespace sidemux::upstream
