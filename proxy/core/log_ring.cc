@@ -5,7 +5,8 @@
 
 namespace sidemux::core {
 
-LogRing::LogRing(size_t capacity) : capacity_(capacity), data_(new char[capacity]) {}
+LogRing::LogRing(size_t capacity, std::chrono::milliseconds linger)
+    : capacity_(capacity), linger_(linger), data_(new char[capacity]) {}
 
 bool LogRing::push(std::string_view line) {
   bool wake;
@@ -17,10 +18,12 @@ bool LogRing::push(std::string_view line) {
     std::memcpy(data_.get() + at, line.data(), first);
     std::memcpy(data_.get(), line.data() + first, line.size() - first);
     head_ += line.size();
-    wake = reader_waiting_;
+    wake = reader_waiting_ || (reader_lingering_ && cut_linger());
     reader_waiting_ = false;
+    if (wake) reader_lingering_ = false;
   }
-  // One wake-up per batch: while the reader writes, pushes only queue.
+  // One wake-up per batch: while the reader lingers or writes, pushes only
+  // queue.
   if (wake) readable_.notify_one();
   return true;
 }
@@ -30,6 +33,11 @@ int LogRing::wait_readable(iovec (&iov)[2]) {
   while (head_ == tail_ && !closed_) {
     reader_waiting_ = true;
     readable_.wait(lock);
+  }
+  if (!cut_linger()) {
+    reader_lingering_ = true;
+    readable_.wait_for(lock, linger_, [this] { return cut_linger(); });
+    reader_lingering_ = false;
   }
   size_t used = head_ - tail_;
   if (used == 0) return 0;
@@ -54,6 +62,8 @@ bool LogRing::wait_drained(std::chrono::milliseconds stall) {
   std::unique_lock lock(mu_);
   const size_t target = head_;
   ++drain_waiters_;
+  // A lingering reader writes now.
+  readable_.notify_one();
   bool drained = true;
   while (tail_ < target) {
     size_t before = tail_;

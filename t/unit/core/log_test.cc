@@ -9,6 +9,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <future>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -63,6 +64,25 @@ TEST(LogRing, WaitDrainedGivesUpOnAStalledReader) {
   auto start = std::chrono::steady_clock::now();
   EXPECT_FALSE(ring.wait_drained(std::chrono::milliseconds(50)));
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(50));
+}
+
+TEST(LogRing, TheReaderGathersABurstUntilTheRingIsHalfFull) {
+  LogRing ring(100, std::chrono::hours(1));
+  auto reader = std::async(std::launch::async, [&] { return drain(ring); });
+  ASSERT_TRUE(ring.push("line\n"));
+  // The reader woke for the first line; it waits for the rest of the burst.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (int i = 1; i < 10; ++i) ASSERT_TRUE(ring.push("line\n"));  // 50 of 100 bytes: half
+  ASSERT_EQ(reader.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(reader.get().size(), 50u);
+}
+
+TEST(LogRing, WaitDrainedDoesNotWaitOutTheLinger) {
+  LogRing ring(100, std::chrono::hours(1));
+  auto reader = std::async(std::launch::async, [&] { return drain(ring); });
+  ASSERT_TRUE(ring.push("one line\n"));
+  EXPECT_TRUE(ring.wait_drained(std::chrono::seconds(10)));
+  EXPECT_EQ(reader.get(), "one line\n");
 }
 
 // A pipe whose read end a thread drains into a string until EOF.
