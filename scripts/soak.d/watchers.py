@@ -10,8 +10,10 @@ A watcher that has not seen a revision acknowledged more than STALL_S ago is
 stalled: the watchdog cuts its stream (recorded as STALL) and it resumes.
 
 GrpcWatcher uses the gRPC Watch stream. GatewayWatcher uses etcd's HTTP/1
-grpc-gateway (POST /v3/watch, newline-delimited JSON) and runs only when
-gateway_forwarded() finds that sidemux forwards /v3/ (cluster.http1_forward).
+grpc-gateway (POST /v3/watch, newline-delimited JSON), which sidemux forwards
+(cluster.http1_forward): when the gRPC watch behind it breaks, etcd's gateway
+ends the response with an error object, read here as the gRPC status it
+carries.
 """
 
 import base64
@@ -124,6 +126,23 @@ class GrpcWatcher(Watcher):
         self.channel.close()
 
 
+class GatewayError(Exception):
+    """The error object etcd's gateway ends a stream with: {"error": {"grpc_code", "message", ...}}."""
+
+    def __init__(self, error):
+        super().__init__(error.get("message", ""))
+        self.error = error
+
+    def code(self):
+        return grpc.StatusCode.__members__.get(GRPC_CODE_NAMES.get(self.error.get("grpc_code"), ""))
+
+    def details(self):
+        return self.error.get("message", "")
+
+
+GRPC_CODE_NAMES = {c.value[0]: c.name for c in grpc.StatusCode}
+
+
 class GatewayWatcher(Watcher):
     kind = "gateway_watch"
 
@@ -145,20 +164,36 @@ class GatewayWatcher(Watcher):
             resp = conn.getresponse()
             if resp.status != 200:
                 raise RuntimeError(f"/v3/watch answered {resp.status}: {resp.read(300)!r}")
+            pending = b""
             while True:
-                line = resp.readline()
-                if not line:
-                    return
-                if not line.strip():
-                    continue
-                result = json.loads(line).get("result", {})
-                if result.get("canceled"):
-                    raise RuntimeError(f"gateway watch canceled: {result}")
-                for ev in result.get("events", []):
-                    kv = ev.get("kv", {})
-                    self.on_event(int(kv.get("mod_revision", 0)), base64.b64decode(kv.get("key", "")))
+                # read1, not readline: http.client's readline reads a connection
+                # closed mid-body as a clean end; read1 raises IncompleteRead.
+                try:
+                    data = resp.read1(65536)
+                except (http.client.IncompleteRead, ConnectionError) as e:
+                    # How sidemux ends a forwarded request whose member went
+                    # (SPEC): HTTP/1's UNAVAILABLE.
+                    raise GatewayError({"grpc_code": grpc.StatusCode.UNAVAILABLE.value[0],
+                                        "message": f"connection closed mid-stream ({type(e).__name__})"}) from e
+                if not data:
+                    return  # the last chunk: the gateway ended the stream
+                pending += data
+                while b"\n" in pending:
+                    line, _, pending = pending.partition(b"\n")
+                    if line.strip():
+                        self.on_object(json.loads(line))
         finally:
             conn.close()
+
+    def on_object(self, obj):
+        if "error" in obj:
+            raise GatewayError(obj["error"])
+        result = obj.get("result", {})
+        if result.get("canceled"):
+            raise RuntimeError(f"gateway watch canceled: {result}")
+        for ev in result.get("events", []):
+            kv = ev.get("kv", {})
+            self.on_event(int(kv.get("mod_revision", 0)), base64.b64decode(kv.get("key", "")))
 
     def interrupt(self):
         conn = self.conn
