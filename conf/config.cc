@@ -350,7 +350,7 @@ Key<T> required_key(std::string_view name, T& target) {
   return {name, target, true};
 }
 
-// An integer key outside the default range of 1 and up.
+// An integer key whose range is not the default (1 and up).
 struct BoundedKey {
   std::string_view name;
   uint32_t& target;
