@@ -323,6 +323,51 @@ class Mapping {
   Field field_;
 };
 
+// One key of a mapping whose value goes straight into a member. A mapping
+// made only of such keys names each key once (read_keys), so the keys it
+// accepts and the keys it reads cannot drift apart.
+template <typename T>
+struct Key {
+  std::string_view name;
+  T& target;
+  bool required;
+  void read(const Mapping& m) const {
+    if (required) {
+      m.require(name, target);
+    } else {
+      m.get(name, target);
+    }
+  }
+};
+
+template <typename T>
+Key<T> key(std::string_view name, T& target) {
+  return {name, target, false};
+}
+
+template <typename T>
+Key<T> required_key(std::string_view name, T& target) {
+  return {name, target, true};
+}
+
+// An integer key whose range is not the default (1 and up).
+struct BoundedKey {
+  std::string_view name;
+  uint32_t& target;
+  uint32_t min;
+  uint32_t max;
+  void read(const Mapping& m) const { m.get(name, target, min, max); }
+};
+
+// Every key is checked against the list (Mapping) before the first value is
+// read, and values are read in the order given, which is the order their
+// errors are found in.
+template <typename... Keys>
+void read_keys(const Field& f, const Keys&... keys) {
+  const Mapping m(f, {keys.name...});
+  (keys.read(m), ...);
+}
+
 const std::string& scalar(const Field& f, std::string_view expected) {
   if (!f.node.IsScalar()) fail(f, "expected " + std::string(expected));
   return f.node.Scalar();
@@ -470,11 +515,8 @@ HostPort address(const Field& f, AddressOf role) {
 
 // Files are only named here; they are read where TLS is set up.
 void convert(const Field& f, ListenerTls& out) {
-  const Mapping m(f, {"cert_file", "key_file", "client_ca_file", "require_tls"});
-  m.require("cert_file", out.cert_file);
-  m.require("key_file", out.key_file);
-  m.get("client_ca_file", out.client_ca_file);
-  m.get("require_tls", out.require_tls);
+  read_keys(f, required_key("cert_file", out.cert_file), required_key("key_file", out.key_file),
+            key("client_ca_file", out.client_ca_file), key("require_tls", out.require_tls));
 }
 
 void convert(const Field& f, Listener& out) {
@@ -491,11 +533,8 @@ void convert(const Field& f, Member& out) {
 }
 
 void convert(const Field& f, UpstreamTls& out) {
-  const Mapping m(f, {"ca_file", "cert_file", "key_file", "server_name"});
-  m.require("ca_file", out.ca_file);
-  m.get("cert_file", out.cert_file);
-  m.get("key_file", out.key_file);
-  m.get("server_name", out.server_name);
+  read_keys(f, required_key("ca_file", out.ca_file), key("cert_file", out.cert_file),
+            key("key_file", out.key_file), key("server_name", out.server_name));
   // A certificate is useless without its key and the other way round.
   if (out.cert_file.empty() != out.key_file.empty()) {
     const bool has_cert = !out.cert_file.empty();
@@ -505,28 +544,19 @@ void convert(const Field& f, UpstreamTls& out) {
 }
 
 void convert(const Field& f, HealthCheck& out) {
-  const Mapping m(f, {"interval", "timeout", "unhealthy_threshold", "healthy_threshold"});
-  m.get("interval", out.interval);
-  m.get("timeout", out.timeout);
-  m.get("unhealthy_threshold", out.unhealthy_threshold);
-  m.get("healthy_threshold", out.healthy_threshold);
+  read_keys(f, key("interval", out.interval), key("timeout", out.timeout),
+            key("unhealthy_threshold", out.unhealthy_threshold), key("healthy_threshold", out.healthy_threshold));
 }
 
 void convert(const Field& f, Outlier& out) {
-  const Mapping m(f, {"consecutive_failures", "ejection_time"});
-  m.get("consecutive_failures", out.consecutive_failures);
-  m.get("ejection_time", out.ejection_time);
+  read_keys(f, key("consecutive_failures", out.consecutive_failures), key("ejection_time", out.ejection_time));
 }
 
 void convert(const Field& f, Retry& out) {
-  const Mapping m(f, {"attempts"});
-  m.get("attempts", out.attempts, /*min=*/0u, Retry::kMaxAttempts);  // 0 turns retries off
+  read_keys(f, BoundedKey{"attempts", out.attempts, /*min=*/0u, Retry::kMaxAttempts});  // 0 turns retries off
 }
 
-void convert(const Field& f, Etcd& out) {
-  const Mapping m(f, {"leader_routing"});
-  m.get("leader_routing", out.leader_routing);
-}
+void convert(const Field& f, Etcd& out) { read_keys(f, key("leader_routing", out.leader_routing)); }
 
 // etcd's grpc-gateway serves its JSON API under these (v3beta and v3alpha are
 // older spellings of the same API), so clients of that API keep working.
@@ -587,35 +617,23 @@ void convert(const Field& f, Cluster& out) {
 constexpr uint32_t kMaxHeaderListSize = 65536;
 
 void convert(const Field& f, Limits& out) {
-  const Mapping m(f, {"max_connections", "max_concurrent_streams", "classify_timeout",
-                      "idle_timeout", "max_header_list_size", "max_http1_request_bytes",
-                      "drain_timeout", "keepalive_interval", "keepalive_timeout"});
-  m.get("max_connections", out.max_connections);
-  m.get("max_concurrent_streams", out.max_concurrent_streams);
-  m.get("classify_timeout", out.classify_timeout);
-  m.get("idle_timeout", out.idle_timeout);
-  m.get("max_header_list_size", out.max_header_list_size, 1u, kMaxHeaderListSize);
-  m.get("max_http1_request_bytes", out.max_http1_request_bytes);
-  m.get("drain_timeout", out.drain_timeout);
-  m.get("keepalive_interval", out.keepalive_interval);
-  m.get("keepalive_timeout", out.keepalive_timeout);
+  read_keys(f, key("max_connections", out.max_connections),
+            key("max_concurrent_streams", out.max_concurrent_streams),
+            key("classify_timeout", out.classify_timeout), key("idle_timeout", out.idle_timeout),
+            BoundedKey{"max_header_list_size", out.max_header_list_size, 1u, kMaxHeaderListSize},
+            key("max_http1_request_bytes", out.max_http1_request_bytes),
+            key("drain_timeout", out.drain_timeout), key("keepalive_interval", out.keepalive_interval),
+            key("keepalive_timeout", out.keepalive_timeout));
 }
 
-void convert(const Field& f, Reload& out) {
-  const Mapping m(f, {"watch"});
-  m.get("watch", out.watch);
-}
+void convert(const Field& f, Reload& out) { read_keys(f, key("watch", out.watch)); }
 
 void convert(const Field& f, Admin& out) {
-  const Mapping m(f, {"allow"});
-  m.get("allow", out.allow);  // an empty list is allowed: nobody reads /metrics
+  read_keys(f, key("allow", out.allow));  // an empty list is allowed: nobody reads /metrics
 }
 
 void convert(const Field& f, Log& out) {
-  const Mapping m(f, {"level", "format", "access_log"});
-  m.get("level", out.level);
-  m.get("format", out.format);
-  m.get("access_log", out.access_log);
+  read_keys(f, key("level", out.level), key("format", out.format), key("access_log", out.access_log));
 }
 
 // Each worker is a thread with its own loop and sockets; a typo such as

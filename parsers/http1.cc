@@ -14,66 +14,46 @@ void Http1Request::clear() {
 }
 
 Http1Parser::Http1Parser(const Limits& limits, OnRequest on_request, void* user)
-    : Http1Llhttp(HTTP_REQUEST, limits), limits_(limits), on_request_(on_request), user_(user) {
-  settings_.on_message_begin = on_message_begin;
-  settings_.on_url = on_url;
-  settings_.on_headers_complete = on_headers_complete;
-  settings_.on_body = on_body;
-  settings_.on_message_complete = on_message_complete;
+    : Http1Llhttp(HTTP_REQUEST, limits), limits_(limits), on_request_(on_request), user_(user) {}
+
+Http1Parser::Head Http1Parser::on_message_begin() {
+  req_.clear();
+  return {req_.target, req_.headers};
 }
 
-int Http1Parser::on_message_begin(llhttp_t* p) {
-  auto* s = self<Http1Parser>(p);
-  s->req_.clear();
-  s->head_.reset(s->req_.headers);
-  s->in_message_ = true;
-  return 0;
-}
-
-int Http1Parser::on_url(llhttp_t* p, const char* at, size_t len) {
-  auto* s = self<Http1Parser>(p);
-  if (const char* e = s->head_.on_start_line(len)) return s->fail(e);
-  s->req_.target.append(at, len);
-  return 0;
-}
-
-int Http1Parser::on_headers_complete(llhttp_t* p) {
-  auto* s = self<Http1Parser>(p);
-  s->req_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
-  s->req_.version_major = p->http_major;
-  s->req_.version_minor = p->http_minor;
-  s->req_.keep_alive = llhttp_should_keep_alive(p) != 0;
-  s->req_.upgrade = p->upgrade != 0;
-  s->req_.chunked = (p->flags & F_CHUNKED) != 0;
-  s->req_.content_length = s->req_.chunked ? 0 : p->content_length;
+int Http1Parser::on_headers_complete() {
+  req_.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  req_.version_major = parser_.http_major;
+  req_.version_minor = parser_.http_minor;
+  req_.keep_alive = llhttp_should_keep_alive(&parser_) != 0;
+  req_.upgrade = parser_.upgrade != 0;
+  req_.chunked = (parser_.flags & F_CHUNKED) != 0;
+  req_.content_length = req_.chunked ? 0 : parser_.content_length;
   // A chunked body may end in trailers: limited on their own, and never
   // taken for the request's headers.
-  s->head_.reset(s->trailers_);
-  s->streaming_ = s->on_head_ && s->on_head_(s->user_, s->req_);
+  head_.reset(trailers_);
+  streaming_ = on_head_ && on_head_(user_, req_);
   return 0;
 }
 
-int Http1Parser::on_body(llhttp_t* p, const char* at, size_t len) {
-  auto* s = self<Http1Parser>(p);
-  s->req_.body_bytes += len;
-  if (s->streaming_) return s->on_body_(s->user_, at, len) ? 0 : HPE_PAUSED;
-  if (s->req_.body_bytes > s->limits_.max_body_bytes) {
-    s->body_too_large_ = true;
-    return s->fail("request body too large");
+int Http1Parser::on_body(const char* at, size_t len) {
+  req_.body_bytes += len;
+  if (streaming_) return on_body_(user_, at, len) ? 0 : HPE_PAUSED;
+  if (req_.body_bytes > limits_.max_body_bytes) {
+    body_too_large_ = true;
+    return fail("request body too large");
   }
   return 0;
 }
 
-int Http1Parser::on_message_complete(llhttp_t* p) {
-  auto* s = self<Http1Parser>(p);
-  s->req_.keep_alive = llhttp_should_keep_alive(p) != 0;
-  s->in_message_ = false;
+int Http1Parser::on_message_complete() {
+  req_.keep_alive = llhttp_should_keep_alive(&parser_) != 0;
   // An upgrade the head hook took ends in HPE_PAUSED_UPGRADE, never paused.
-  if (s->streaming_ && s->req_.upgrade) {
-    s->on_request_(s->user_, s->req_);
+  if (streaming_ && req_.upgrade) {
+    on_request_(user_, req_);
     return 0;
   }
-  return s->on_request_(s->user_, s->req_) ? 0 : HPE_PAUSED;
+  return on_request_(user_, req_) ? 0 : HPE_PAUSED;
 }
 
 Http1Parser::Result Http1Parser::feed(const char* data, size_t len) {

@@ -63,15 +63,12 @@ class Http1Parser : public Http1Llhttp {
     const char* reason;
   };
   Result feed(const char* data, size_t len);
-  // Some bytes of a request have been seen but not the whole request.
-  bool mid_message() const { return in_message_; }
 
  private:
-  static int on_message_begin(llhttp_t* p);
-  static int on_url(llhttp_t* p, const char* at, size_t len);
-  static int on_headers_complete(llhttp_t* p);
-  static int on_body(llhttp_t* p, const char* at, size_t len);
-  static int on_message_complete(llhttp_t* p);
+  Head on_message_begin() override;
+  int on_headers_complete() override;
+  int on_body(const char* at, size_t len) override;
+  int on_message_complete() override;
 
   Limits limits_;
   OnRequest on_request_;
@@ -80,7 +77,6 @@ class Http1Parser : public Http1Llhttp {
   void* user_;
   Http1Request req_;
   Http1Headers trailers_;  // of a chunked request: read and dropped
-  bool in_message_ = false;
   bool streaming_ = false;  // this request's body goes to on_body_
   bool body_too_large_ = false;
 };

@@ -25,89 +25,70 @@ constexpr int kUpgrade = 2;
 }  // namespace
 
 Http1ResponseParser::Http1ResponseParser(const Limits& limits, Handler& handler)
-    : Http1Llhttp(HTTP_RESPONSE, limits), handler_(handler) {
-  settings_.on_message_begin = on_message_begin;
-  settings_.on_status = on_status;
-  settings_.on_headers_complete = on_headers_complete;
-  settings_.on_body = on_body;
-  settings_.on_message_complete = on_message_complete;
+    : Http1Llhttp(HTTP_RESPONSE, limits), handler_(handler) {}
+
+Http1ResponseParser::Head Http1ResponseParser::on_message_begin() {
+  response_.clear();
+  trailers_.clear();
+  return {response_.reason, response_.headers};
 }
 
-int Http1ResponseParser::on_message_begin(llhttp_t* p) {
-  auto* s = self<Http1ResponseParser>(p);
-  s->response_.clear();
-  s->trailers_.clear();
-  s->head_.reset(s->response_.headers);
-  s->in_message_ = true;
-  return 0;
-}
-
-int Http1ResponseParser::on_status(llhttp_t* p, const char* at, size_t len) {
-  auto* s = self<Http1ResponseParser>(p);
-  if (const char* e = s->head_.on_start_line(len)) return s->fail(e);
-  s->response_.reason.append(at, len);
-  return 0;
-}
-
-int Http1ResponseParser::on_headers_complete(llhttp_t* p) {
-  auto* s = self<Http1ResponseParser>(p);
-  Http1Response& r = s->response_;
-  r.status = p->status_code;
-  r.version_major = p->http_major;
-  r.version_minor = p->http_minor;
+int Http1ResponseParser::on_headers_complete() {
+  Http1Response& r = response_;
+  r.status = parser_.status_code;
+  r.version_major = parser_.http_major;
+  r.version_minor = parser_.http_minor;
   // llhttp takes any three digits; RFC 9110 section 15 starts at 100.
-  if (r.status < 100) return s->fail("invalid status code");
+  if (r.status < 100) return fail("invalid status code");
   // Whatever follows the head now is trailers, limited on their own.
-  s->head_.reset(s->trailers_);
+  head_.reset(trailers_);
 
   if (r.status == 101) {
     // The tunnel starts right after this head, with or without the Upgrade
     // and Connection headers that llhttp would otherwise insist on.
     r.upgrade = true;
-    s->head_request_ = false;
-    s->handler_.on_head(r);
+    head_request_ = false;
+    handler_.on_head(r);
     return kUpgrade;
   }
   // RFC 9112 section 6.3: these never have a body, whatever Content-Length
   // says (a 304 repeats the representation's length; llhttp alone would
   // wait for those bytes).
-  bool no_body = s->head_request_ || r.status / 100 == 1 || r.status == 204 || r.status == 304;
+  bool no_body = head_request_ || r.status / 100 == 1 || r.status == 204 || r.status == 304;
   if (no_body) {
     r.framing = Http1BodyFraming::none;
-  } else if (p->flags & F_CHUNKED) {
+  } else if (parser_.flags & F_CHUNKED) {
     r.framing = Http1BodyFraming::chunked;
-  } else if (p->flags & F_TRANSFER_ENCODING) {
+  } else if (parser_.flags & F_TRANSFER_ENCODING) {
     // A coding other than chunked last: read until close (RFC 9112 6.3).
     r.framing = Http1BodyFraming::until_close;
-  } else if (p->flags & F_CONTENT_LENGTH) {
-    r.content_length = p->content_length;
+  } else if (parser_.flags & F_CONTENT_LENGTH) {
+    r.content_length = parser_.content_length;
     r.framing = r.content_length ? Http1BodyFraming::content_length : Http1BodyFraming::none;
   } else {
     r.framing = Http1BodyFraming::until_close;
   }
   if (r.informational()) {
-    s->handler_.on_informational(r);
+    handler_.on_informational(r);
   } else {
-    s->head_request_ = false;
-    s->handler_.on_head(r);
+    head_request_ = false;
+    handler_.on_head(r);
   }
   return no_body ? kNoBody : kReadBody;
 }
 
-int Http1ResponseParser::on_body(llhttp_t* p, const char* at, size_t len) {
+int Http1ResponseParser::on_body(const char* at, size_t len) {
   // llhttp ends an until-close body with an empty span at whatever pointer
   // finish() passed; a handler gets bytes only.
-  if (len > 0) self<Http1ResponseParser>(p)->handler_.on_body({at, len});
+  if (len > 0) handler_.on_body({at, len});
   return 0;
 }
 
-int Http1ResponseParser::on_message_complete(llhttp_t* p) {
-  auto* s = self<Http1ResponseParser>(p);
-  s->in_message_ = false;
+int Http1ResponseParser::on_message_complete() {
   // A 101 ends in the tunnel, an interim answer in the final one.
-  if (s->response_.upgrade || s->response_.informational()) return 0;
-  s->response_.keep_alive = llhttp_should_keep_alive(p) != 0;
-  return s->handler_.on_end(s->response_, s->trailers_) ? 0 : HPE_PAUSED;
+  if (response_.upgrade || response_.informational()) return 0;
+  response_.keep_alive = llhttp_should_keep_alive(&parser_) != 0;
+  return handler_.on_end(response_, trailers_) ? 0 : HPE_PAUSED;
 }
 
 Http1ResponseParser::Result Http1ResponseParser::result(llhttp_errno_t err, const char* data, size_t len) {

@@ -84,15 +84,11 @@ class Http1ResponseParser : public Http1Llhttp {
   // an error if a response was cut short.
   Result finish();
 
-  // Some bytes of a response have been seen but not the whole response.
-  bool mid_message() const { return in_message_; }
-
  private:
-  static int on_message_begin(llhttp_t* p);
-  static int on_status(llhttp_t* p, const char* at, size_t len);
-  static int on_headers_complete(llhttp_t* p);
-  static int on_body(llhttp_t* p, const char* at, size_t len);
-  static int on_message_complete(llhttp_t* p);
+  Head on_message_begin() override;
+  int on_headers_complete() override;
+  int on_body(const char* at, size_t len) override;
+  int on_message_complete() override;
 
   Result result(llhttp_errno_t err, const char* data, size_t len);
 
@@ -100,7 +96,6 @@ class Http1ResponseParser : public Http1Llhttp {
   Http1Response response_;
   Http1Headers trailers_;
   bool head_request_ = false;
-  bool in_message_ = false;
 };
 
 }  // namespace sidemux::parsers

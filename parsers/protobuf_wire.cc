@@ -49,42 +49,9 @@ bool Reader::read_tag(uint32_t& number, WireType& type) {
   return true;
 }
 
-bool Reader::skip_group(uint32_t number, int depth) {
-  if (depth > kMaxGroupDepth) return fail("groups nested too deeply");
-  for (;;) {
-    if (pos_ == in_.size()) return fail("truncated group");
-    uint32_t n;
-    WireType t;
-    if (!read_tag(n, t)) return false;
-    uint64_t v;
-    switch (t) {
-      case WireType::varint:
-        if (!read_varint(v)) return false;
-        break;
-      case WireType::fixed64:
-        if (!read_fixed(8, v)) return false;
-        break;
-      case WireType::fixed32:
-        if (!read_fixed(4, v)) return false;
-        break;
-      case WireType::len:
-        if (!read_varint(v)) return false;
-        if (v > in_.size() - pos_) return fail("truncated length-delimited field");
-        pos_ += static_cast<size_t>(v);
-        break;
-      case WireType::start_group:
-        if (!skip_group(n, depth + 1)) return false;
-        break;
-      case WireType::end_group:
-        if (n != number) return fail("mismatched end of group");
-        return true;
-    }
-  }
-}
-
-bool Reader::next(Field& f) {
-  if (pos_ == in_.size()) return false;
-  if (!read_tag(f.number, f.type)) return false;
+// The value of a field whose tag was just read, at group nesting `depth`
+// (0: the top level). A group is skipped as a whole, up to its end tag.
+bool Reader::read_value(Field& f, int depth) {
   f.value = 0;
   f.bytes = {};
   switch (f.type) {
@@ -104,15 +71,35 @@ bool Reader::next(Field& f) {
     }
     case WireType::start_group: {
       size_t start = pos_;
-      if (!skip_group(f.number, 1)) return false;
+      if (!skip_group(f.number, depth + 1)) return false;
       // Nobody reads groups; the span is there for completeness.
       f.bytes = in_.subspan(start, pos_ - start);
       return true;
     }
     case WireType::end_group:
+      // Inside a group skip_group() takes its end tag first.
       return fail("end of group without a start");
   }
   return fail("invalid wire type");
+}
+
+bool Reader::skip_group(uint32_t number, int depth) {
+  if (depth > kMaxGroupDepth) return fail("groups nested too deeply");
+  for (;;) {
+    if (pos_ == in_.size()) return fail("truncated group");
+    Field f;
+    if (!read_tag(f.number, f.type)) return false;
+    if (f.type == WireType::end_group) {
+      if (f.number != number) return fail("mismatched end of group");
+      return true;
+    }
+    if (!read_value(f, depth)) return false;
+  }
+}
+
+bool Reader::next(Field& f) {
+  if (pos_ == in_.size()) return false;
+  return read_tag(f.number, f.type) && read_value(f, 0);
 }
 
 }  // namespace sidemux::parsers::protowire

@@ -46,6 +46,7 @@ class Reader {
   bool read_varint(uint64_t& v);
   bool read_fixed(size_t n, uint64_t& v);
   bool read_tag(uint32_t& number, WireType& type);
+  bool read_value(Field& f, int depth);
   bool skip_group(uint32_t number, int depth);
   bool fail(const char* why);
 

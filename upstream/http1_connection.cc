@@ -1,5 +1,7 @@
 #include "upstream/http1_connection.h"
 
+#include <uv.h>
+
 #include "proxy/core/loop_context.h"
 #include "proxy/core/uv_time.h"
 #include "upstream/http1_pool.h"
@@ -8,10 +10,6 @@
 namespace sidemux::upstream {
 
 namespace {
-
-using core::ms;
-
-Http1Connection* self(void* p) { return static_cast<Http1Connection*>(p); }
 
 parsers::Http1ResponseParser::Limits limits_for(const conf::Config& config) {
   // A member's head is bounded like a client's header list.
@@ -27,35 +25,13 @@ constexpr std::string_view kHttp1Alpn{"\x08http/1.1", 9};
 }  // namespace
 
 Http1Connection::Http1Connection(core::LoopContext& context, Http1Pool& pool, Member& member)
-    : context_(context),
-      pool_(pool),
-      member_(member),
-      transport_(context, *this, context.upstream_bytes_in(), context.upstream_bytes_out()),
-      dial_(context, transport_, member.address(), *this, kHttp1Alpn),
-      parser_(limits_for(*context.config()), *this) {
-  uv_timer_init(context.loop(), &timer_);
-  timer_.data = this;
-}
+    : MemberConnection(context, member, kHttp1Alpn), pool_(pool), parser_(limits_for(*context.config()), *this) {}
 
 Http1Connection::~Http1Connection() = default;
 
-void Http1Connection::connect() {
-  uv_timer_start(
-      &timer_, [](uv_timer_t* t) { self(t->data)->on_timer(); }, ms(context_.config()->cluster.connect_timeout), 0);
-  if (dial_.start()) ++handles_open_;
-}
-
-bool Http1Connection::dial_wanted() const { return state_ == State::connecting; }
-
-void Http1Connection::on_dial_failed(std::string reason) { close(reason, true); }
-
-void Http1Connection::on_dial_request_done() { on_handle_closed(); }
-
-void Http1Connection::on_dial_plain() { on_transport_secure(); }
-
 void Http1Connection::on_transport_secure() {
   open_ = true;
-  uv_timer_stop(&timer_);
+  stop_timer();
   if (state_ == State::connecting) set_state(exchange_ ? State::active : State::idle);
   transport_.schedule();
 }
@@ -65,7 +41,7 @@ void Http1Connection::start(Http1Exchange& exchange, bool head_request) {
   reached_ = request_done_ = response_ended_ = false;
   parser_.expect_head_response(head_request);
   if (state_ == State::idle) {
-    uv_timer_stop(&timer_);
+    stop_timer();
     set_state(State::active);
     transport_.resume_reading();
     transport_.schedule();
@@ -97,13 +73,11 @@ void Http1Connection::set_state(State s) {
 void Http1Connection::close(std::string_view reason, bool failure, Http1Exchange::Close kind) {
   if (state_ == State::closed) return;
   const std::string why(reason);
-  dial_.cancel();
+  cancel_dial();
   if (failure) member_.record_failure(why);
   set_state(State::closed);
   member_.connections_gauge().dec();
-  transport_.close();
-  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&timer_)))
-    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), [](uv_handle_t* h) { self(h->data)->on_handle_closed(); });
+  close_handles();
   if (Http1Exchange* x = exchange_) {
     exchange_ = nullptr;
     // Nothing handed to the socket: the request never reached the member.
@@ -120,14 +94,7 @@ void Http1Connection::on_timer() {
   }
 }
 
-void Http1Connection::on_transport_closed() {
-  close("connection closed", false);
-  on_handle_closed();
-}
-
-void Http1Connection::on_handle_closed() {
-  if (--handles_open_ == 0) pool_.on_closed(*this);
-}
+void Http1Connection::on_handles_closed() { pool_.on_closed(*this); }
 
 void Http1Connection::on_transport_error(int status) {
   if (state_ == State::idle) {
@@ -140,13 +107,10 @@ void Http1Connection::on_transport_error(int status) {
     auto r = parser_.finish();
     if (r.status != parsers::Http1ResponseParser::Status::error && response_ended_) return;
   }
-  const core::TlsEndpoint* tls = transport_.tls();
   if (state_ == State::tunnel && status == UV_EOF) {
     close("member closed the tunnel", false, Http1Exchange::Close::ended);
-  } else if (tls && !tls->error().empty()) {
-    close("tls: " + tls->error(), true);
   } else {
-    close(std::string("connection lost: ") + uv_strerror(status), true);
+    close(transport_failure(status), true);
   }
 }
 
@@ -210,10 +174,7 @@ bool Http1Connection::on_end(const parsers::Http1Response& head, const parsers::
   if (reuse) {
     set_state(State::idle);
     // The pool may have closed it (drained or shut down) instead of keeping it.
-    if (state_ == State::idle)
-      uv_timer_start(
-          &timer_, [](uv_timer_t* t) { self(t->data)->on_timer(); }, ms(context_.config()->limits.idle_timeout),
-          0);
+    if (state_ == State::idle) start_timer(core::ms(context_.config()->limits.idle_timeout));
   } else {
     close("response ended without keep-alive", false);
   }

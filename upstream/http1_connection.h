@@ -10,15 +10,12 @@
 // to its pool's idle list; anything else closes it.
 #pragma once
 
-#include <uv.h>
-
 #include <span>
 #include <string>
 #include <string_view>
 
 #include "parsers/http1_response.h"
-#include "proxy/core/transport.h"
-#include "upstream/member_dial.h"
+#include "upstream/member_connection.h"
 
 namespace sidemux::core {
 class LoopContext;
@@ -53,18 +50,13 @@ class Http1Exchange {
   ~Http1Exchange() = default;
 };
 
-class Http1Connection : private core::Transport::Owner,
-                        private MemberDial::Owner,
-                        private parsers::Http1ResponseParser::Handler {
+class Http1Connection : public MemberConnection, private parsers::Http1ResponseParser::Handler {
  public:
   enum class State { connecting, active, tunnel, idle, closed };
 
   Http1Connection(core::LoopContext& context, Http1Pool& pool, Member& member);
   ~Http1Connection() override;
-  Http1Connection(const Http1Connection&) = delete;
-  Http1Connection& operator=(const Http1Connection&) = delete;
 
-  void connect();
   State state() const { return state_; }
 
   // Take a request (the connection is connecting or idle).
@@ -81,9 +73,10 @@ class Http1Connection : private core::Transport::Owner,
   // The exchange goes away before its response ended: the connection cannot
   // be reused and closes (its owner gets no further calls).
   void detach();
-  // Close now: an exchange gets on_upstream_close(kind). `failure`: the
-  // member misbehaved (counts toward outlier ejection).
-  void close(std::string_view reason, bool failure, Http1Exchange::Close kind = Http1Exchange::Close::lost);
+  // Close now: an exchange gets on_upstream_close(kind), Close::lost unless
+  // given. `failure`: the member misbehaved (counts toward outlier ejection).
+  void close(std::string_view reason, bool failure, Http1Exchange::Close kind);
+  void close(std::string_view reason, bool failure) override { close(reason, failure, Http1Exchange::Close::lost); }
 
  private:
   // core::Transport::Owner
@@ -91,28 +84,21 @@ class Http1Connection : private core::Transport::Owner,
   void on_transport_read(const char* data, size_t len) override;
   void on_transport_produce() override;
   void on_transport_error(int status) override;
-  void on_transport_closed() override;
   // parsers::Http1ResponseParser::Handler
   void on_informational(const parsers::Http1Response& head) override;
   void on_head(const parsers::Http1Response& head) override;
   void on_body(std::span<const char> bytes) override;
   bool on_end(const parsers::Http1Response& head, const parsers::Http1Headers& trailers) override;
 
-  bool dial_wanted() const override;
-  void on_dial_failed(std::string reason) override;
-  void on_dial_request_done() override;
-  void on_dial_plain() override;
-  void on_timer();
-  void set_state(State s);
-  void on_handle_closed();
+  // MemberConnection. The timer: the connect timeout, then the idle
+  // timeout while pooled.
+  bool connecting() const override { return state_ == State::connecting; }
+  void on_timer() override;
+  void on_handles_closed() override;
 
-  core::LoopContext& context_;
+  void set_state(State s);
+
   Http1Pool& pool_;
-  Member& member_;
-  core::Transport transport_;
-  uv_timer_t timer_;  // connect timeout, then the idle timeout while pooled
-  MemberDial dial_;
-  int handles_open_ = 2;
   parsers::Http1ResponseParser parser_;
   State state_ = State::connecting;
   Http1Exchange* exchange_ = nullptr;

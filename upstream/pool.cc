@@ -84,7 +84,7 @@ void Pool::close_silent(uint64_t since, std::string_view why) {
   for (List* list : {&connecting_, &ready_, &draining_})
     for (auto& s : *list)
       if (s->silent_since(since)) silent.push_back(s.get());
-  for (UpstreamSession* s : silent) s->close(why);
+  for (UpstreamSession* s : silent) s->close(why, true);
 }
 
 void Pool::shutdown() {

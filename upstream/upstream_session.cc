@@ -1,5 +1,7 @@
 #include "upstream/upstream_session.h"
 
+#include <uv.h>
+
 #include <algorithm>
 #include <cstring>
 #include <string_view>
@@ -39,16 +41,10 @@ bool informational(std::string_view status) { return status.size() == 3 && statu
 }  // namespace
 
 UpstreamSession::UpstreamSession(core::LoopContext& context, Pool& pool, Member& member)
-    : context_(context),
+    : MemberConnection(context, member),
       pool_(pool),
-      member_(member),
-      transport_(context, *this, context.upstream_bytes_in(), context.upstream_bytes_out()),
-      dial_(context, transport_, member.address(), *this),
       streams_(&context.stream_memory()),
       opened_at_(uv_now(context.loop())) {
-  uv_timer_init(context.loop(), &timer_);
-  timer_.data = this;
-
   // No on_frame_send: only the server side acts on frames it sent.
   const core::H2Handlers handlers{on_begin_headers, on_header,       on_frame_recv,    on_data_chunk,
                                   nullptr,          on_stream_close, before_frame_send};
@@ -59,19 +55,6 @@ UpstreamSession::UpstreamSession(core::LoopContext& context, Pool& pool, Member&
 }
 
 UpstreamSession::~UpstreamSession() { nghttp2_session_del(session_); }
-
-void UpstreamSession::connect() {
-  uv_timer_start(&timer_, on_timer_cb, ms(context_.config()->cluster.connect_timeout), 0);
-  if (dial_.start()) ++handles_open_;
-}
-
-bool UpstreamSession::dial_wanted() const { return state_ == State::connecting; }
-
-void UpstreamSession::on_dial_failed(std::string reason) { close(reason); }
-
-void UpstreamSession::on_dial_request_done() { on_handle_closed(); }
-
-void UpstreamSession::on_dial_plain() { on_transport_secure(); }
 
 void UpstreamSession::on_transport_secure() {
   // The byte stream is up, but the member counts as ready only once its
@@ -165,7 +148,7 @@ void UpstreamSession::close(std::string_view reason, bool failure) {
   bool was_connecting = state_ == State::connecting;
   // Callers pass views of temporaries; handlers below keep only views too.
   const std::string why(reason);
-  dial_.cancel();
+  cancel_dial();
   // The member's verdict first, so that streams retried below skip it. A
   // lost connection counts once for outlier ejection, however many streams
   // it carried; an orderly close (drained, shutting down) not at all.
@@ -176,45 +159,31 @@ void UpstreamSession::close(std::string_view reason, bool failure) {
   }
   set_state(State::closed);
   fail_streams(why);
-  transport_.close();
-  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&timer_)))
-    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), [](uv_handle_t* h) { self(h->data)->on_handle_closed(); });
+  close_handles();
 }
 
-void UpstreamSession::on_transport_closed() {
-  // Only an orderly close gets here: ours after draining (errors and the
-  // member's EOF come through on_transport_error first).
-  close("connection closed", false);
-  on_handle_closed();
-}
-
-void UpstreamSession::on_handle_closed() {
-  if (--handles_open_ == 0) pool_.on_closed(*this);
-}
+void UpstreamSession::on_handles_closed() { pool_.on_closed(*this); }
 
 void UpstreamSession::on_transport_error(int status) {
   const core::TlsEndpoint* tls = transport_.tls();
-  if (tls && !tls->error().empty()) {
-    close("tls: " + tls->error());
-  } else {
-    // A member that said GOAWAY and finished its streams may then hang up.
-    bool orderly = status == UV_EOF && state_ == State::draining && streams_.empty();
-    close(std::string("connection lost: ") + uv_strerror(status), !orderly);
-  }
+  const bool tls_failed = tls && !tls->error().empty();
+  // A member that said GOAWAY and finished its streams may then hang up.
+  const bool orderly = !tls_failed && status == UV_EOF && state_ == State::draining && streams_.empty();
+  close(transport_failure(status), !orderly);
 }
 
 void UpstreamSession::on_transport_read(const char* data, size_t len) {
   last_read_ = uv_now(context_.loop());
   ping_outstanding_ = false;
   ssize_t rv = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(data), len);
-  if (rv < 0) close(std::string("http2 error from member: ") + nghttp2_strerror(static_cast<int>(rv)));
+  if (rv < 0) close(std::string("http2 error from member: ") + nghttp2_strerror(static_cast<int>(rv)), true);
 }
 
 void UpstreamSession::on_transport_produce() {
   // Nothing leaves before the connection is up; submitted streams wait.
   if (!stream_open_ || state_ == State::closed) return;
   if (int rc = send_h2_output(session_, transport_); rc != 0) {
-    close(std::string("http2 error: ") + nghttp2_strerror(rc));
+    close(std::string("http2 error: ") + nghttp2_strerror(rc), true);
     return;
   }
   if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) {
@@ -223,15 +192,11 @@ void UpstreamSession::on_transport_produce() {
   }
 }
 
-void UpstreamSession::arm_ping() {
-  uv_timer_start(&timer_, on_timer_cb, ms(context_.config()->limits.keepalive_interval), 0);
-}
-
-void UpstreamSession::on_timer_cb(uv_timer_t* t) { self(t->data)->on_timer(); }
+void UpstreamSession::arm_ping() { start_timer(ms(context_.config()->limits.keepalive_interval)); }
 
 void UpstreamSession::on_timer() {
   if (state_ == State::connecting) {
-    close(stream_open_ ? "connect: no HTTP/2 SETTINGS from the member in time" : "connect: timed out");
+    close(stream_open_ ? "connect: no HTTP/2 SETTINGS from the member in time" : "connect: timed out", true);
     return;
   }
   const auto& limits = context_.config()->limits;
@@ -239,7 +204,7 @@ void UpstreamSession::on_timer() {
   if (ping_outstanding_) {
     // Neither the PING's ACK nor anything else came back in time: the member
     // is gone without closing TCP (SIGSTOP, a dropped network).
-    close("member stopped answering (PING timeout)");
+    close("member stopped answering (PING timeout)", true);
     return;
   }
   uint64_t quiet = uv_now(context_.loop()) - last_read_;
@@ -250,14 +215,14 @@ void UpstreamSession::on_timer() {
     // between earn a "too many pings" GOAWAY). A member that freezes after
     // that is caught by its health checks, which close every connection of
     // it that went silent (HealthCheck::on_timer).
-    uv_timer_start(&timer_, on_timer_cb, quiet < interval ? interval - quiet : interval, 0);
+    start_timer(quiet < interval ? interval - quiet : interval);
     return;
   }
   ping_outstanding_ = true;
   heard_since_ping_ = false;
   nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr);
   transport_.schedule();
-  uv_timer_start(&timer_, on_timer_cb, ms(limits.keepalive_timeout), 0);
+  start_timer(ms(limits.keepalive_timeout));
 }
 
 int UpstreamSession::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user) {

@@ -9,7 +9,6 @@
 #pragma once
 
 #include <nghttp2/nghttp2.h>
-#include <uv.h>
 
 #include <cstdint>
 #include <memory>
@@ -18,8 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "proxy/core/transport.h"
-#include "upstream/member_dial.h"
+#include "upstream/member_connection.h"
 #include "upstream/stream_handler.h"
 
 namespace sidemux::core {
@@ -31,16 +29,13 @@ namespace sidemux::upstream {
 class Member;
 class Pool;
 
-class UpstreamSession : private core::Transport::Owner, private MemberDial::Owner {
+class UpstreamSession : public MemberConnection {
  public:
   enum class State { connecting, ready, draining, closed };
 
   UpstreamSession(core::LoopContext& context, Pool& pool, Member& member);
   ~UpstreamSession() override;
-  UpstreamSession(const UpstreamSession&) = delete;
-  UpstreamSession& operator=(const UpstreamSession&) = delete;
 
-  void connect();
   State state() const { return state_; }
   // Room for one more stream (counts streams submitted while connecting).
   bool has_capacity() const;
@@ -62,9 +57,8 @@ class UpstreamSession : private core::Transport::Owner, private MemberDial::Owne
   void drain();
   // Opened before uv_now() time `t` and nothing at all read since.
   bool silent_since(uint64_t t) const;
-  // Close now: open streams get on_upstream_close. `failure`: the member
-  // misbehaved (counts toward outlier ejection) rather than an orderly close.
-  void close(std::string_view reason, bool failure = true);
+  // Close now: open streams get on_upstream_close.
+  void close(std::string_view reason, bool failure) override;
 
  private:
   // core::Transport::Owner, in the order of a connection's life.
@@ -72,18 +66,16 @@ class UpstreamSession : private core::Transport::Owner, private MemberDial::Owne
   void on_transport_read(const char* data, size_t len) override;
   void on_transport_produce() override;
   void on_transport_error(int status) override;
-  void on_transport_closed() override;
 
-  bool dial_wanted() const override;
-  void on_dial_failed(std::string reason) override;
-  void on_dial_request_done() override;
-  void on_dial_plain() override;
-  static void on_timer_cb(uv_timer_t* t);
-  void on_timer();
+  // MemberConnection. The timer: the connect timeout, then PING keepalive
+  // and its timeout.
+  bool connecting() const override { return state_ == State::connecting; }
+  void on_timer() override;
+  void on_handles_closed() override;
+
   void arm_ping();
   void set_state(State s);
   void fail_streams(std::string_view reason);
-  void on_handle_closed();
   void maybe_close_idle();
 
   static int on_begin_headers(nghttp2_session*, const nghttp2_frame*, void*);
@@ -95,14 +87,8 @@ class UpstreamSession : private core::Transport::Owner, private MemberDial::Owne
   static int before_frame_send(nghttp2_session*, const nghttp2_frame*, void*);
   static ssize_t read_body(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*, nghttp2_data_source*, void*);
 
-  core::LoopContext& context_;
   Pool& pool_;
-  Member& member_;
-  core::Transport transport_;
-  uv_timer_t timer_;  // connect timeout, then PING keepalive and its timeout
-  MemberDial dial_;
   bool stream_open_ = false;  // TCP (and TLS) up: frames may flow
-  int handles_open_ = 2;
   nghttp2_session* session_ = nullptr;
   State state_ = State::connecting;
   struct OpenStream {

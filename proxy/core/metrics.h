@@ -29,10 +29,6 @@ std::string_view type_name(Type type);
 // Misuse of the API is a bug in the caller: says so on stderr and aborts.
 [[noreturn]] void fail(std::string_view family, std::string_view what);
 
-// How a scrape combines one series across workers. Sums suit counts; a
-// per-worker verdict such as "member up" is 1 when any worker says so.
-enum class Merge { sum, max };
-
 // A metric family: name, help, type and label names. Families are immutable
 // definitions, declared once in proxy/core/metric_names.h.
 struct Family {
@@ -41,7 +37,6 @@ struct Family {
   Type type;
   std::vector<std::string_view> label_names;
   std::vector<double> buckets = {};  // histogram upper bounds, ascending, without +Inf
-  Merge merge = Merge::sum;          // gauges only
 };
 
 class Counter {

@@ -16,18 +16,13 @@ namespace {
 
 // One series summed over all registries; only the fields of its type are used.
 struct Totals {
-  Merge merge = Merge::sum;
-  bool seen = false;
   uint64_t counter = 0;
   int64_t gauge = 0;
   std::vector<uint64_t> buckets;  // non-cumulative, last one is +Inf
   double sum = 0;
 
   void add(const Counter& c) { counter += c.value(); }
-  void add(const Gauge& g) {
-    gauge = merge == Merge::max && seen ? std::max(gauge, g.value()) : gauge + g.value();
-    seen = true;
-  }
+  void add(const Gauge& g) { gauge += g.value(); }
   void add(const Histogram& h) {
     buckets.resize(h.bounds().size() + 1);
     for (size_t i = 0; i < buckets.size(); ++i) buckets[i] += h.bucket(i);
@@ -41,8 +36,7 @@ struct FamilyTotals {
 };
 
 bool same_definition(const Family& a, const Family& b) {
-  return a.type == b.type && a.help == b.help && a.label_names == b.label_names && a.buckets == b.buckets &&
-         a.merge == b.merge;
+  return a.type == b.type && a.help == b.help && a.label_names == b.label_names && a.buckets == b.buckets;
 }
 
 // HELP text escapes backslash and newline; label values also escape '"'.
@@ -180,7 +174,6 @@ std::map<std::string_view, FamilyTotals> merge(std::span<const Registry* const> 
         fail(family->name, "defined twice with different type, help, labels or buckets");
       }
       Totals& t = ft.series[labels];
-      t.merge = family->merge;
       std::visit([&t](const auto& m) { t.add(m); }, metric);
     });
   }

@@ -230,19 +230,6 @@ TEST(MetricsDeathTest, ConflictingDefinitionsAbort) {
 namespace sidemux::metrics {
 namespace {
 
-TEST(MetricsMerge, MaxFamiliesTakeTheLargestWorkerValue) {
-  const Family up{"test_up", "Up.", Type::gauge, {"member"}, {}, Merge::max};
-  Registry a, b;
-  a.gauge(up, {"m1"}).set(0);
-  b.gauge(up, {"m1"}).set(1);
-  a.gauge(up, {"m2"}).set(0);
-  b.gauge(up, {"m2"}).set(0);
-  const Registry* regs[] = {&a, &b};
-  std::string text = render(regs);
-  EXPECT_NE(text.find("test_up{member=\"m1\"} 1\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("test_up{member=\"m2\"} 0\n"), std::string::npos) << text;
-}
-
 TEST(MetricsSnapshot, CountersAndGaugesByExpositionName) {
   const Family c{"test_total", "C.", Type::counter, {"k"}};
   Registry a, b;
