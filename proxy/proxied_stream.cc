@@ -216,7 +216,7 @@ void ProxiedStream::drop_sent_request() {
 
 void ProxiedStream::on_response_header(std::string_view name, std::string_view value, bool trailer) {
   if (core::is_hop_by_hop(name)) return;
-  (trailer ? trailers_ : response_headers_).push_back({std::string(name), std::string(value)});
+  (trailer ? trailers_ : response_headers_).emplace_back(name, value);
 }
 
 void ProxiedStream::on_response_headers_end(bool trailer, bool end_stream) {
