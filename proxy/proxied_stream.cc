@@ -71,6 +71,8 @@ ProxiedStream::ProxiedStream(Http2Session& session, int32_t id, core::HeaderList
       request_headers_(std::move(request_headers)),
       response_headers_(&session.worker().context().stream_memory()),
       trailers_(&session.worker().context().stream_memory()),
+      request_body_(&session.worker().context().stream_memory()),
+      response_body_(&session.worker().context().stream_memory()),
       request_ended_(request_ended),
       request_window_(session.request_budget().join()) {
   // gRPC answers carry a handful of headers and two or three trailers.
