@@ -5,8 +5,8 @@
 // round trip (and filled ASan's quarantine). Only a buffer that grew past a
 // window (which flow control does not allow a stream) is freed once drained.
 // A stream's queues take their bytes from the loop's stream memory
-// (LoopContext::stream_memory()), so a small body costs no malloc; that
-// pool hands blocks over 4 KiB on to the heap.
+// (LoopContext::stream_memory()), so a small body costs no malloc; blocks
+// over 1 KiB come from the heap.
 #pragma once
 
 #include <cstddef>

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "proxy/core/flow_windows.h"
-#include "proxy/core/h2_memory.h"
+#include "proxy/core/small_blocks.h"
 #include "proxy/core/transport.h"
 
 namespace sidemux::core {

@@ -12,14 +12,14 @@
 namespace sidemux::core {
 
 // Names and values are strings on the list's memory resource: a stream's
-// lists and every field in them come from the loop's pool (LoopContext::
-// stream_memory()), so a field longer than the inline 15 bytes costs no
+// lists and every field in them come from the loop's stream memory
+// (LoopContext::stream_memory()), so a field longer than the inline 15 bytes costs no
 // malloc either; default-constructed lists use the heap. Owned copies
 // rather than nghttp2_rcbuf references to what was received: the proxy
 // also builds lists itself (local answers, statuses, a rewritten
 // grpc-timeout, :authority from `host`), which a reference has nothing to
 // point at, and one kind of field keeps every user simple. The copy is of
-// a few dozen bytes, into memory the pool already holds.
+// a few dozen bytes, into a block a freed field left.
 struct HeaderField {
   using allocator_type = std::pmr::polymorphic_allocator<char>;
 
@@ -33,7 +33,7 @@ struct HeaderField {
   std::pmr::string name;
   std::pmr::string value;
 };
-// Polymorphic so that a stream's lists can come from the loop's pool; the
+// Polymorphic so that a stream's lists can come from the stream memory; the
 // fields take the list's resource (uses-allocator construction).
 using HeaderList = std::pmr::vector<HeaderField>;
 

@@ -71,8 +71,8 @@ namespace {
 // What the proxy may allocate per unary request; the test fails when a
 // change adds one (issue 12: zero in steady state).
 // None: nghttp2's blocks (its stream, outbound items, header block copies,
-// both sessions) come from proxy/core/h2_memory.h; header fields and the
-// stream's body queues from the loop's stream memory.
+// both sessions) come from proxy/core/small_blocks.h, as do header
+// fields and the stream's body queues (the loop's stream memory).
 constexpr long kAllowedPerRequest = 0;
 // Allocations that do not recur (a container reaching a new capacity once).
 constexpr long kOneOff = 16;

@@ -1,9 +1,10 @@
-#include "proxy/core/h2_memory.h"
+#include "proxy/core/small_blocks.h"
 
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <cstring>
+#include <memory_resource>
 #include <thread>
 #include <vector>
 
@@ -63,10 +64,30 @@ TEST(H2Memory, CacheIsBoundedPerThread) {
     std::vector<void*> blocks;
     for (size_t i = 0; i < 2 * kMaxCachedBytes / 256; ++i) blocks.push_back(alloc(200));
     for (void* p : blocks) release(p);
-    cached = h2_memory_cached_bytes();
+    cached = small_blocks_cached_bytes();
   });
   t.join();
   EXPECT_EQ(cached, kMaxCachedBytes);
+}
+
+TEST(SmallBlockResource, SharesTheListsAndSendsTheRestToTheHeap) {
+  std::pmr::memory_resource& r = small_block_resource();
+  void* a = r.allocate(200, 8);
+  r.deallocate(a, 200, 8);
+  // Same class (256 bytes, no header here): the block comes back.
+  void* b = r.allocate(256, 16);
+  EXPECT_EQ(a, b);
+  r.deallocate(b, 256, 16);
+  // Over-aligned and large blocks are the heap's, and work.
+  void* aligned = r.allocate(64, 64);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(aligned) % 64, 0u);
+  r.deallocate(aligned, 64, 64);
+  void* large = r.allocate(100000, 8);
+  std::memset(large, 1, 100000);
+  r.deallocate(large, 100000, 8);
+  std::pmr::vector<int> v(&r);
+  for (int i = 0; i < 1000; ++i) v.push_back(i);
+  EXPECT_EQ(v[999], 999);
 }
 
 }  // namespace

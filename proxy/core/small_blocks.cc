@@ -1,10 +1,11 @@
-#include "proxy/core/h2_memory.h"
+#include "proxy/core/small_blocks.h"
 
 #include <array>
 #include <bit>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -19,14 +20,14 @@ namespace sidemux::core {
 
 namespace {
 
-// Hand-written rather than a std::pmr pool: nghttp2_mem's free() is not told
-// the size, so each block carries its class in a header anyway, and an
-// intrusive list per class is a handful of instructions where the pmr pools
-// search their chunks on every deallocate.
+// Hand-written rather than a std::pmr pool: an intrusive list per size
+// class is a handful of instructions where the pmr pools search their chunks
+// on every deallocate (see the header).
 //
-// The header keeps the caller's block at malloc's alignment.
+// Blocks of 32, 64, ... 1024 bytes; larger ones are malloc's. nghttp2_mem's
+// free() is not told the size, so nghttp2's blocks carry their class in a
+// header, which keeps the caller's block at malloc's alignment.
 constexpr size_t kHeader = alignof(std::max_align_t);
-// Blocks of 32, 64, ... 1024 bytes, header included; larger ones are malloc's.
 constexpr size_t kSmallest = 32;
 constexpr size_t kClasses = 6;
 constexpr size_t kLargest = kSmallest << (kClasses - 1);
@@ -63,14 +64,21 @@ class ThreadLists {
     cached_bytes_ = kMaxCachedBytes;
   }
 
-  void* take(size_t c) {
+  // A block of class `c` of which the first `bytes` may be touched.
+  void* take(size_t c, size_t bytes) {
     List& list = lists_[c];
-    FreeBlock* b = list.head;
-    if (!b) return std::malloc(class_size(c));
-    SIDEMUX_UNPOISON(b, sizeof(FreeBlock));
-    list.head = b->next;
-    cached_bytes_ -= class_size(c);
-    return b;
+    void* block = list.head;
+    if (block) {
+      SIDEMUX_UNPOISON(block, sizeof(FreeBlock));
+      list.head = list.head->next;
+      cached_bytes_ -= class_size(c);
+    } else {
+      block = std::malloc(class_size(c));
+      if (!block) return nullptr;
+    }
+    SIDEMUX_POISON(block, class_size(c));
+    SIDEMUX_UNPOISON(block, bytes);
+    return block;
   }
 
   void give(void* block, size_t c) {
@@ -99,6 +107,8 @@ class ThreadLists {
 
 thread_local ThreadLists lists;
 
+// nghttp2_mem: a header before each block.
+
 void* h2_malloc(size_t size, void*) {
   if (size > kLargest - kHeader) {
     auto* h = static_cast<Header*>(std::malloc(kHeader + size));
@@ -107,11 +117,8 @@ void* h2_malloc(size_t size, void*) {
     return h + 1;
   }
   size_t c = class_of(kHeader + size);
-  auto* h = static_cast<Header*>(lists.take(c));
+  auto* h = static_cast<Header*>(lists.take(c, kHeader + size));
   if (!h) return nullptr;
-  // The whole block poisoned, then what the caller may touch opened.
-  SIDEMUX_POISON(h, class_size(c));
-  SIDEMUX_UNPOISON(h, kHeader + size);
   h->size_class = static_cast<uint32_t>(c);
   h->size = static_cast<uint32_t>(size);
   return h + 1;
@@ -156,11 +163,34 @@ void* h2_realloc(void* p, size_t size, void* user) {
 
 nghttp2_mem memory{nullptr, h2_malloc, h2_free, h2_calloc, h2_realloc};
 
+// The memory_resource: deallocate is told the size, so no header; what is
+// over-aligned or large is the heap's.
+class SmallBlockResource final : public std::pmr::memory_resource {
+ private:
+  static bool small(size_t bytes, size_t alignment) { return bytes <= kLargest && alignment <= kHeader; }
+
+  void* do_allocate(size_t bytes, size_t alignment) override {
+    if (!small(bytes, alignment)) return std::pmr::new_delete_resource()->allocate(bytes, alignment);
+    void* p = lists.take(class_of(bytes == 0 ? 1 : bytes), bytes);
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  void do_deallocate(void* p, size_t bytes, size_t alignment) override {
+    if (!small(bytes, alignment)) return std::pmr::new_delete_resource()->deallocate(p, bytes, alignment);
+    lists.give(p, class_of(bytes == 0 ? 1 : bytes));
+  }
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override { return this == &other; }
+};
+
+SmallBlockResource resource;
+
 }  // namespace
 
 nghttp2_mem* h2_memory() { return &memory; }
 
-size_t h2_memory_cached_bytes() { return lists.cached_bytes(); }
+std::pmr::memory_resource& small_block_resource() { return resource; }
+
+size_t small_blocks_cached_bytes() { return lists.cached_bytes(); }
 
 }  // namespace sidemux::core
 
