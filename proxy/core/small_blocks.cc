@@ -53,13 +53,7 @@ class ThreadLists {
   ThreadLists(const ThreadLists&) = delete;
   ThreadLists& operator=(const ThreadLists&) = delete;
   ~ThreadLists() {
-    for (size_t c = 0; c < kClasses; ++c) {
-      while (FreeBlock* b = lists_[c].head) {
-        SIDEMUX_UNPOISON(b, class_size(c));
-        lists_[c].head = b->next;
-        std::free(b);
-      }
-    }
+    shrink(0);
     // A session freed later in the thread's exit frees straight to malloc.
     cached_bytes_ = kMaxCachedBytes;
   }
@@ -93,6 +87,18 @@ class ThreadLists {
     list.head = b;
     cached_bytes_ += class_size(c);
     SIDEMUX_POISON(block, class_size(c));
+  }
+
+  void shrink(size_t keep) {
+    for (size_t c = kClasses; c-- > 0 && cached_bytes_ > keep;) {
+      while (cached_bytes_ > keep && lists_[c].head) {
+        FreeBlock* b = lists_[c].head;
+        SIDEMUX_UNPOISON(b, class_size(c));
+        lists_[c].head = b->next;
+        cached_bytes_ -= class_size(c);
+        std::free(b);
+      }
+    }
   }
 
   size_t cached_bytes() const { return cached_bytes_; }
@@ -189,6 +195,8 @@ SmallBlockResource resource;
 nghttp2_mem* h2_memory() { return &memory; }
 
 std::pmr::memory_resource& small_block_resource() { return resource; }
+
+void release_small_blocks(size_t keep) { lists.shrink(keep); }
 
 size_t small_blocks_cached_bytes() { return lists.cached_bytes(); }
 

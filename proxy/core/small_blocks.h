@@ -19,7 +19,9 @@
 // thread's list; each worker loop (one thread) holds its sessions and
 // streams anyway.
 // Bounded: a thread's lists keep at most kMaxCachedBytes together and free
-// the rest, whatever the load was, and they are freed when the thread ends.
+// the rest, whatever the load was; a worker whose crowd of connections left
+// shrinks its lists to kIdleCachedBytes (release_small_blocks), so the heap
+// pages they pinned can go back; and they are freed when the thread ends.
 //
 // Under AddressSanitizer a cached block is poisoned, so a use after free is
 // still reported (though reuse comes sooner than from ASan's quarantine),
@@ -40,6 +42,9 @@ nghttp2_mem* h2_memory();
 // One per process; its blocks are the calling thread's.
 std::pmr::memory_resource& small_block_resource();
 
+// Frees the calling thread's cached blocks beyond `keep` bytes.
+void release_small_blocks(size_t keep);
+
 // Bytes cached on the calling thread's lists, for tests.
 size_t small_blocks_cached_bytes();
 
@@ -50,5 +55,7 @@ size_t small_blocks_cached_bytes();
 // instructions per request against 44.4k with 1 MiB); with the stream
 // memory too, 1 MiB left it 12 mallocs per request (44.4k against 39.6k).
 inline constexpr size_t kMaxCachedBytes = 4 * 1024 * 1024;
+// What a worker keeps once its crowd left: enough for a few dozen streams.
+inline constexpr size_t kIdleCachedBytes = 256 * 1024;
 
 }  // namespace sidemux::core

@@ -59,15 +59,19 @@ TEST(H2Memory, ReallocKeepsTheBytesAcrossClassesAndIntoMalloc) {
 // the sanitizer tree.
 TEST(H2Memory, CacheIsBoundedPerThread) {
   size_t cached = 0;
+  size_t released = 0;
   std::thread t([&] {
     // Many more blocks of one class than a list keeps.
     std::vector<void*> blocks;
     for (size_t i = 0; i < 2 * kMaxCachedBytes / 256; ++i) blocks.push_back(alloc(200));
     for (void* p : blocks) release(p);
     cached = small_blocks_cached_bytes();
+    release_small_blocks(kIdleCachedBytes);
+    released = small_blocks_cached_bytes();
   });
   t.join();
   EXPECT_EQ(cached, kMaxCachedBytes);
+  EXPECT_EQ(released, kIdleCachedBytes);
 }
 
 TEST(SmallBlockResource, SharesTheListsAndSendsTheRestToTheHeap) {
