@@ -82,6 +82,8 @@ class ThreadLists {
       std::free(block);
       return;
     }
+    // The link may lie past what the block's last owner could touch.
+    SIDEMUX_UNPOISON(block, sizeof(FreeBlock));
     auto* b = static_cast<FreeBlock*>(block);
     b->next = list.head;
     list.head = b;

@@ -74,6 +74,19 @@ TEST(H2Memory, CacheIsBoundedPerThread) {
   EXPECT_EQ(released, kIdleCachedBytes);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+// A cached block stays poisoned: a use after free is still reported.
+TEST(H2MemoryDeathTest, UseAfterFreeIsReportedUnderAsan) {
+  EXPECT_DEATH(
+      {
+        auto* p = static_cast<volatile char*>(alloc(100));
+        release(const_cast<char*>(p));
+        p[0] = 1;
+      },
+      "use-after-poison");
+}
+#endif
+
 TEST(SmallBlockResource, SharesTheListsAndSendsTheRestToTheHeap) {
   std::pmr::memory_resource& r = small_block_resource();
   void* a = r.allocate(200, 8);
