@@ -188,7 +188,7 @@ int Http2Session::on_header(nghttp2_session*, const nghttp2_frame* frame, const 
   std::string_view n(reinterpret_cast<const char*>(name), namelen);
   if (n == "host") stream->host.assign(reinterpret_cast<const char*>(value), valuelen);
   if (core::is_hop_by_hop(n)) return 0;
-  stream->headers.push_back({std::string(n), std::string(reinterpret_cast<const char*>(value), valuelen)});
+  stream->headers.emplace_back(n, std::string_view(reinterpret_cast<const char*>(value), valuelen));
   return 0;
 }
 

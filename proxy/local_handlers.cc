@@ -30,14 +30,14 @@ constexpr std::array<Route, 6> kRoutes = {{
     {"/debug/vars", Endpoint::debug_vars, true},
 }};
 
-std::string_view path_of(std::string_view target) {
-  return target.substr(0, target.find_first_of("?#"));
-}
-
+// Asked of every request's :path, so the target is not scanned for its
+// query first: a route matches when the target starts with it and goes on,
+// if at all, with the query or fragment.
 const Route* find_route(std::string_view target) {
-  std::string_view path = path_of(target);
-  for (const auto& r : kRoutes)
-    if (r.path == path) return &r;
+  for (const auto& r : kRoutes) {
+    if (!target.starts_with(r.path)) continue;
+    if (target.size() == r.path.size() || target[r.path.size()] == '?' || target[r.path.size()] == '#') return &r;
+  }
   return nullptr;
 }
 

@@ -71,6 +71,8 @@ ProxiedStream::ProxiedStream(Http2Session& session, int32_t id, core::HeaderList
       request_headers_(std::move(request_headers)),
       response_headers_(&session.worker().context().stream_memory()),
       trailers_(&session.worker().context().stream_memory()),
+      request_body_(&session.worker().context().stream_memory()),
+      response_body_(&session.worker().context().stream_memory()),
       request_ended_(request_ended),
       request_window_(session.request_budget().join()) {
   // gRPC answers carry a handful of headers and two or three trailers.
@@ -216,7 +218,7 @@ void ProxiedStream::drop_sent_request() {
 
 void ProxiedStream::on_response_header(std::string_view name, std::string_view value, bool trailer) {
   if (core::is_hop_by_hop(name)) return;
-  (trailer ? trailers_ : response_headers_).push_back({std::string(name), std::string(value)});
+  (trailer ? trailers_ : response_headers_).emplace_back(name, value);
 }
 
 void ProxiedStream::on_response_headers_end(bool trailer, bool end_stream) {

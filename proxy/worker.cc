@@ -7,11 +7,15 @@
 
 #include "proxy/client_connection.h"
 #include "proxy/core/metric_names.h"
+#include "proxy/core/small_blocks.h"
 #include "proxy/listener.h"
 
 namespace sidemux {
 
 namespace {
+// A worker's crowd of client connections (release()).
+constexpr size_t kBlocksCrowd = 64;
+
 Worker* self(uv_handle_t* h) { return static_cast<Worker*>(h->data); }
 
 [[noreturn]] void fatal(const core::Logger& log, const std::string& error) {
@@ -142,6 +146,7 @@ LocalContext Worker::local_context() const {
 void Worker::adopt(std::unique_ptr<ClientConnection> conn) {
   conn->slot = connections_.size();
   connections_.push_back(std::move(conn));
+  connection_peak_ = std::max(connection_peak_, connections_.size());
 }
 
 void Worker::release(Listener* retired) {
@@ -154,6 +159,14 @@ void Worker::release(ClientConnection* conn) {
   std::swap(connections_[slot], connections_.back());
   connections_[slot]->slot = slot;
   connections_.pop_back();
+  // A crowd left (half of a peak of at least kBlocksCrowd): the blocks its
+  // streams and sessions freed go back to malloc, beyond what a few dozen
+  // streams need, so that malloc_trim (server.cc) can return their pages.
+  // Steady traffic, whatever its bursts, keeps its connections and its lists.
+  if (connection_peak_ >= kBlocksCrowd && connections_.size() <= connection_peak_ / 2) {
+    core::release_small_blocks(core::kIdleCachedBytes);
+    connection_peak_ = connections_.size();
+  }
   finish_drain_if_empty();
 }
 

@@ -4,11 +4,15 @@
 // made a steady large transfer allocate and free a window's worth per
 // round trip (and filled ASan's quarantine). Only a buffer that grew past a
 // window (which flow control does not allow a stream) is freed once drained.
+// A stream's queues take their bytes from the loop's stream memory
+// (LoopContext::stream_memory()), so a small body costs no malloc; blocks
+// over 1 KiB come from the heap.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory_resource>
 #include <string>
 
 #include "proxy/core/flow_windows.h"
@@ -19,6 +23,9 @@ class ByteQueue {
  public:
   // Twice a window: std::string grows by doubling past what was asked.
   static constexpr size_t kKeepCapacity = 2 * size_t{kStreamWindow};
+
+  ByteQueue() = default;
+  explicit ByteQueue(std::pmr::memory_resource* memory) : buf_(memory) {}
 
   void append(const uint8_t* data, size_t len) { buf_.append(reinterpret_cast<const char*>(data), len); }
   const uint8_t* data() const { return reinterpret_cast<const uint8_t*>(buf_.data()) + head_; }
@@ -44,7 +51,7 @@ class ByteQueue {
   }
   void clear() {
     if (buf_.capacity() > kKeepCapacity) {
-      std::string().swap(buf_);
+      std::pmr::string(buf_.get_allocator()).swap(buf_);
     } else {
       buf_.clear();
     }
@@ -52,7 +59,7 @@ class ByteQueue {
   }
 
  private:
-  std::string buf_;
+  std::pmr::string buf_;
   size_t head_ = 0;
 };
 

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "proxy/core/flow_windows.h"
+#include "proxy/core/small_blocks.h"
 #include "proxy/core/transport.h"
 
 namespace sidemux::core {
@@ -59,9 +60,9 @@ nghttp2_session* new_h2_session(H2Role role, const H2Handlers& handlers, void* u
   H2Callbacks cbs = make_h2_callbacks(handlers);
   nghttp2_session* session = nullptr;
   if (role == H2Role::server) {
-    nghttp2_session_server_new2(&session, cbs.get(), user, make_h2_options().get());
+    nghttp2_session_server_new3(&session, cbs.get(), user, make_h2_options().get(), h2_memory());
   } else {
-    nghttp2_session_client_new2(&session, cbs.get(), user, make_h2_options().get());
+    nghttp2_session_client_new3(&session, cbs.get(), user, make_h2_options().get(), h2_memory());
   }
   std::vector<nghttp2_settings_entry> all(settings.begin(), settings.end());
   all.push_back({NGHTTP2_SETTINGS_ENABLE_PUSH, 0});

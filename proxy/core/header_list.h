@@ -11,12 +11,30 @@
 
 namespace sidemux::core {
 
+// Names and values are strings on the list's memory resource: a stream's
+// lists and every field in them come from the loop's stream memory
+// (LoopContext::stream_memory()), so a field longer than the inline 15 bytes costs no
+// malloc either; default-constructed lists use the heap. Owned copies
+// rather than nghttp2_rcbuf references to what was received: the proxy
+// also builds lists itself (local answers, statuses, a rewritten
+// grpc-timeout, :authority from `host`), which a reference has nothing to
+// point at, and one kind of field keeps every user simple. The copy is of
+// a few dozen bytes, into a block a freed field left.
 struct HeaderField {
-  std::string name;
-  std::string value;
+  using allocator_type = std::pmr::polymorphic_allocator<char>;
+
+  HeaderField(std::string_view n, std::string_view v, const allocator_type& a = {}) : name(n, a), value(v, a) {}
+  HeaderField(const HeaderField& f, const allocator_type& a = {}) : name(f.name, a), value(f.value, a) {}
+  HeaderField(HeaderField&& f) noexcept = default;
+  HeaderField(HeaderField&& f, const allocator_type& a) : name(std::move(f.name), a), value(std::move(f.value), a) {}
+  HeaderField& operator=(const HeaderField&) = default;
+  HeaderField& operator=(HeaderField&&) = default;
+
+  std::pmr::string name;
+  std::pmr::string value;
 };
-// Polymorphic so that a stream's lists can come from the loop's pool
-// (LoopContext::stream_memory()); default-constructed ones use the heap.
+// Polymorphic so that a stream's lists can come from the stream memory; the
+// fields take the list's resource (uses-allocator construction).
 using HeaderList = std::pmr::vector<HeaderField>;
 
 // Connection-specific fields (RFC 9113 8.2.2) never cross the proxy; `te`

@@ -1,6 +1,7 @@
 #include "proxy/core/loop_context.h"
 
 #include "proxy/core/metric_names.h"
+#include "proxy/core/small_blocks.h"
 
 namespace sidemux::core {
 
@@ -20,5 +21,7 @@ void LoopContext::set_config(std::shared_ptr<const conf::Config> config, std::sh
   config_ = std::move(config);
   tls_ = std::move(tls);
 }
+
+std::pmr::memory_resource& LoopContext::stream_memory() { return small_block_resource(); }
 
 }  // namespace sidemux::core

@@ -1,7 +1,7 @@
 // What the pieces on one event loop need of it: the loop, the config and TLS
 // contexts in force, the logger, the metrics registry, the loop's index
 // (worker number), the upstream byte counters, the shared read buffers, the
-// write scheduler and the pool of per-stream memory. upstream/ and Transport
+// write scheduler and the per-stream memory. upstream/ and Transport
 // take this rather than the Worker that owns it, so they neither see nor
 // depend on the proxy above.
 //
@@ -45,9 +45,9 @@ class LoopContext {
 
   ReadBuffers& buffers() { return buffers_; }
   WriteScheduler& scheduler() { return scheduler_; }
-  // Per-stream objects and map nodes (proxy/core/pooled.h); everything on
-  // this loop that takes from it is gone before the LoopContext.
-  std::pmr::memory_resource& stream_memory() { return stream_memory_; }
+  // Per-stream objects, map nodes (proxy/core/pooled.h), header lists and
+  // body queues: small blocks from the loop thread's free lists.
+  std::pmr::memory_resource& stream_memory();
 
  private:
   uv_loop_t* loop_;
@@ -60,7 +60,6 @@ class LoopContext {
   metrics::Counter& upstream_out_;
   ReadBuffers buffers_;
   WriteScheduler scheduler_;
-  std::pmr::unsynchronized_pool_resource stream_memory_;
 };
 
 }  // namespace sidemux::core

@@ -1,8 +1,7 @@
-// Objects and map nodes that come and go with every stream, taken from a
-// per-loop pool (std::pmr::unsynchronized_pool_resource, LoopContext::
-// stream_memory()) instead of the heap: in steady state a stream's
-// bookkeeping reuses the blocks its predecessors freed. The pool keeps what
-// the busiest moment needed, which the stream limits bound.
+// Objects and map nodes that come and go with every stream, taken from the
+// loop's stream memory (LoopContext::stream_memory(), small blocks from the
+// thread's free lists: small_blocks.h) instead of the heap: in steady state
+// a stream's bookkeeping reuses the blocks its predecessors freed.
 #pragma once
 
 #include <memory>

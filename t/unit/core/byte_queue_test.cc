@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <memory_resource>
 #include <string>
 
 namespace sidemux::core {
@@ -70,6 +71,17 @@ TEST(ByteQueue, SmallBufferKeptAcrossDrains) {
   size_t cap = q.capacity();
   q.consume(msg.size());
   EXPECT_EQ(q.capacity(), cap);  // steady small traffic allocates nothing more
+}
+
+TEST(ByteQueue, TakesItsBytesFromTheGivenResource) {
+  std::byte storage[4096];
+  std::pmr::monotonic_buffer_resource memory(storage, sizeof(storage), std::pmr::null_memory_resource());
+  ByteQueue q(&memory);
+  std::string msg(101, 'u');  // past std::string's inline bytes
+  q.append(bytes(msg.c_str()), msg.size());
+  EXPECT_EQ(str(q), msg);
+  auto* at = reinterpret_cast<const std::byte*>(q.data());
+  EXPECT_TRUE(at >= storage && at < storage + sizeof(storage));
 }
 
 }  // namespace

@@ -63,6 +63,8 @@ TEST_F(LocalHandlers, QueryStringIsIgnoredForRouting) {
   EXPECT_TRUE(is_local_path("/health?x"));
   EXPECT_FALSE(is_local_path("/etcdserverpb.KV/Range"));
   EXPECT_FALSE(is_local_path("/healthz"));
+  EXPECT_FALSE(is_local_path("/health/x"));
+  EXPECT_TRUE(is_local_path("/version#top"));
 }
 
 TEST_F(LocalHandlers, MethodsAndUnknownPaths) {
