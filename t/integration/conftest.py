@@ -144,6 +144,7 @@ class Sidemux:
         self.args = args
         self.proc = None
         self._lines = []  # stderr lines (str, without newline)
+        self._last_line_at = 0.0  # time.monotonic() of the last line read
         self._stdout = []
         self._cond = threading.Condition()
         self._threads = []
@@ -180,6 +181,7 @@ class Sidemux:
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             with self._cond:
                 sink.append(line)
+                self._last_line_at = time.monotonic()
                 self._cond.notify_all()
         with self._cond:
             self._cond.notify_all()
@@ -269,9 +271,24 @@ class Sidemux:
                 out.append(value)
         return out
 
-    def log_lines(self):
-        """stderr lines that are JSON objects, parsed."""
-        return self._parsed(self.raw_lines())
+    # sidemux's log writer sends a line within about 10 ms of its logging
+    # (it gathers bursts: proxy/core/log_ring.h); this much quiet, from the
+    # call on, means every line logged before the call has arrived.
+    LOG_SETTLE_S = 0.15
+
+    def log_lines(self, since=0):
+        """stderr lines (after the first `since`) that are JSON objects, parsed, once every
+        line logged before the call has arrived (the log was quiet for LOG_SETTLE_S; at
+        most 2 s)."""
+        start = time.monotonic()
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                quiet = now - max(start, self._last_line_at)
+                if quiet >= self.LOG_SETTLE_S or now - start >= 2.0 or self.proc is None or (
+                        self.proc.poll() is not None and all(not t.is_alive() for t in self._threads)):
+                    return self._parsed(self._lines[since:])
+                self._cond.wait(self.LOG_SETTLE_S - quiet)
 
     def wait_log(self, predicate, timeout=10.0):
         """Wait until a parsed log line satisfies predicate; returns it or None."""

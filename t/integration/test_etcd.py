@@ -85,7 +85,7 @@ def ctl(sm, *args, input=None, timeout=15.0):
 
 
 def access_lines(sm, start=0):
-    return [e for e in sm._parsed(sm.raw_lines()[start:]) if e.get("msg") == "access"]
+    return [e for e in sm.log_lines(since=start) if e.get("msg") == "access"]
 
 
 class LineReader:
