@@ -160,12 +160,17 @@ void Worker::release(ClientConnection* conn) {
   connections_[slot]->slot = slot;
   connections_.pop_back();
   // A crowd left (half of a peak of at least kBlocksCrowd): the blocks its
-  // streams and sessions freed go back to malloc, beyond what a few dozen
-  // streams need, so that malloc_trim (server.cc) can return their pages.
-  // Steady traffic, whatever its bursts, keeps its connections and its lists.
-  if (connection_peak_ >= kBlocksCrowd && connections_.size() <= connection_peak_ / 2) {
-    core::release_small_blocks(core::kIdleCachedBytes);
+  // streams and sessions freed go back to malloc, all of them, and again at
+  // each halving on until the crowd is gone, so that malloc_trim (server.cc)
+  // can return their pages. A cached block pins its page, and a crowd's
+  // blocks lie scattered over all of them: keeping 256 KiB of them held
+  // 7 MiB of RSS after 1,000 idle connections came and went. Steady
+  // traffic, whatever its bursts, keeps its connections and its lists.
+  if (connection_peak_ >= kBlocksCrowd) after_crowd_ = true;
+  if (after_crowd_ && connections_.size() <= connection_peak_ / 2) {
+    core::release_small_blocks(0);
     connection_peak_ = connections_.size();
+    after_crowd_ = !connections_.empty();
   }
   finish_drain_if_empty();
 }

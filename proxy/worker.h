@@ -119,6 +119,7 @@ class Worker {
   std::vector<std::unique_ptr<Listener>> retired_;    // removed by a reload, draining
   std::vector<std::unique_ptr<ClientConnection>> connections_;
   size_t connection_peak_ = 0;  // since the small-block lists last shrank (release())
+  bool after_crowd_ = false;    // a crowd came: the lists shrink at each halving
 
   bool draining_ = false;
   bool closing_ = false;

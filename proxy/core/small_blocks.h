@@ -20,8 +20,8 @@
 // streams anyway.
 // Bounded: a thread's lists keep at most kMaxCachedBytes together and free
 // the rest, whatever the load was; a worker whose crowd of connections left
-// shrinks its lists to kIdleCachedBytes (release_small_blocks), so the heap
-// pages they pinned can go back; and they are freed when the thread ends.
+// empties its lists (release_small_blocks), so the heap pages they pinned
+// can go back; and they are freed when the thread ends.
 //
 // Under AddressSanitizer a cached block is poisoned, so a use after free is
 // still reported (though reuse comes sooner than from ASan's quarantine),
@@ -55,7 +55,5 @@ size_t small_blocks_cached_bytes();
 // instructions per request against 44.4k with 1 MiB); with the stream
 // memory too, 1 MiB left it 12 mallocs per request (44.4k against 39.6k).
 inline constexpr size_t kMaxCachedBytes = 4 * 1024 * 1024;
-// What a worker keeps once its crowd left: enough for a few dozen streams.
-inline constexpr size_t kIdleCachedBytes = 256 * 1024;
 
 }  // namespace sidemux::core
