@@ -400,6 +400,23 @@ def send_bytes(sock, data):
         return False
 
 
+def wait_members_up(sm, names, timeout=10.0):
+    """Poll sm.metrics() until every member in `names` is up; returns the last metrics.
+    `sm`: a Sidemux, or anything with .metrics() and .proc."""
+    deadline = time.monotonic() + timeout
+    up = {}
+    for _ in range(int(timeout / 0.05) + 10):
+        last = sm.metrics()
+        up = {n: last.sum("sidemux_member_up", member=n) for n in names}
+        if all(v >= 1 for v in up.values()):
+            return last
+        assert sm.proc.poll() is None, f"sidemux exited (code {sm.proc.returncode})"
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"members not up within {timeout}s: {up}")
+
+
 def read_until_close(sock, timeout=5.0, limit=16 << 20):
     """Read until the peer closes or the deadline passes.
 

@@ -22,9 +22,9 @@ import hpack
 import pytest
 
 import grpc_testsvc
-from conftest import HOST, H2_PREFACE, H2Client, StreamResult, base_config, connect, read_until_close
+from conftest import HOST, H2_PREFACE, H2Client, StreamResult, base_config, connect, read_until_close, wait_members_up
 from h2_member import H2TestMember
-from test_grpc_forwarding import channel, find_events, gen, vm_hwm_mib, wait_members_up  # noqa: F401  (gen is a fixture)
+from test_grpc_forwarding import channel, find_events, gen, vm_hwm_mib  # noqa: F401  (gen is a fixture)
 from test_hardening import grpc_frame, one_member_config, rejected, request_headers
 from test_tls import Certs, listener_tls
 
@@ -144,7 +144,7 @@ def test_silent_client_behind_open_stream_closed_and_member_stream_cancelled(gen
     cfg = one_member_config(echo.address)
     cfg["limits"] = {"keepalive_interval": "1s", "keepalive_timeout": "1s", "idle_timeout": "30s"}
     sm = sidemux_factory(cfg)
-    wait_members_up(sm, ["s1"])
+    wait_members_up(sm, ["s1"], 10.0)
     call_id = f"silent-{uuid.uuid4().hex[:8]}"
     c = H2Client(sm.port, timeout=5)
     try:
@@ -194,7 +194,7 @@ def open_downloads(port, pb2, count, mib):
 def test_clients_that_never_read_hold_bounded_memory(gen, echo, sidemux_factory):
     pb2, pb2_grpc = gen[0], gen[1]
     sm = sidemux_factory(one_member_config(echo.address))
-    wait_members_up(sm, ["s1"])
+    wait_members_up(sm, ["s1"], 10.0)
     ch = channel(sm.port)
     stub = pb2_grpc.EchoStub(ch)
     try:
@@ -301,7 +301,7 @@ def test_host_without_authority_becomes_authority(sidemux_factory):
     member = RawMember()
     try:
         sm = sidemux_factory(one_member_config(member.address))
-        wait_members_up(sm, ["s1"])
+        wait_members_up(sm, ["s1"], 10.0)
         with H2Client(sm.port, timeout=5) as c:
             sid = c.conn.get_next_available_stream_id()
             c.conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":path", "/a.B/C"),
@@ -343,7 +343,7 @@ def test_deadline_after_headers_ends_after_a_whole_message(sidemux_factory):
     member = RawMember(stream=True)
     try:
         sm = sidemux_factory(one_member_config(member.address))
-        wait_members_up(sm, ["s1"])
+        wait_members_up(sm, ["s1"], 10.0)
         with H2Client(sm.port, timeout=10) as c:
             c.wait_settings()
             # (python h2 leaves settings given before initiate_connection out of the preface.)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import HOST, Sidemux, sidemux_binary, stop_process
+from conftest import HOST, Sidemux, sidemux_binary, stop_process, wait_members_up
 from etcd_cluster import etcdctl, etcdctl_popen, start_cluster
 
 READY_TIMEOUT = 15.0  # sidemux: every member up
@@ -50,16 +50,7 @@ def sm(cluster, tmp_path_factory):
     proc = Sidemux(sidemux_binary(), tmp_path_factory.mktemp("sidemux"), config, name="sidemux-etcd")
     try:
         proc.start()
-        deadline = time.monotonic() + READY_TIMEOUT
-        up = {}
-        for _ in range(int(READY_TIMEOUT / 0.05) + 10):
-            up = _member_up(proc)
-            if all(v >= 1 for v in up.values()):
-                break
-            assert proc.proc.poll() is None, "sidemux exited:\n" + "\n".join(proc.raw_lines())
-            assert time.monotonic() < deadline, \
-                f"members not all up within {READY_TIMEOUT}s: {up}; log:\n" + "\n".join(proc.raw_lines())
-            time.sleep(0.05)
+        wait_members_up(proc, cluster.names, READY_TIMEOUT)
         yield proc
     finally:
         proc.kill_if_running()

@@ -18,7 +18,7 @@ from concurrent import futures
 import grpc
 import pytest
 
-from conftest import HOST
+from conftest import HOST, wait_members_up
 
 INTERVAL_S = 10  # long: a Status call seen soon after a Put is the immediate round
 
@@ -107,11 +107,7 @@ def front(sidemux_factory, members):
                              "unhealthy_threshold": 1, "healthy_threshold": 1},
         },
     })
-    deadline = time.monotonic() + 10
-    for i in range(len(members)):
-        while sm.metrics().value("sidemux_member_up", member=f"m{i + 1}") != 1:
-            assert time.monotonic() < deadline, f"m{i + 1} not up"
-            time.sleep(0.05)
+    wait_members_up(sm, [f"m{i + 1}" for i in range(len(members))], 10)
     return sm
 
 

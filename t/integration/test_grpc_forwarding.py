@@ -21,7 +21,7 @@ import grpc
 import pytest
 
 import grpc_testsvc
-from conftest import HOST, H2Client, Sidemux, dead_port, sidemux_binary
+from conftest import HOST, H2Client, Sidemux, dead_port, sidemux_binary, wait_members_up
 from h2_member import H2TestMember
 
 SERVER_NAMES = ("s1", "s2", "s3")
@@ -94,7 +94,7 @@ class SidemuxRunner:
         self.started.append(sm)
         sm.start()
         if wait_members:
-            wait_members_up(sm, wait_members)
+            wait_members_up(sm, wait_members, 10.0)
         return sm
 
     def stop_all(self):
@@ -124,21 +124,6 @@ def members_of(servers, names=SERVER_NAMES):
 def sm(runner_mod, servers):
     """One sidemux in front of s1..s3, shared by the tests that don't disturb it."""
     return runner_mod.start(cluster_config(members_of(servers)), name="shared", wait_members=SERVER_NAMES)
-
-
-def wait_members_up(sm, names, timeout=10.0):
-    """Poll /metrics until every member is up (sidemux_member_up is the max over workers)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    for _ in range(1000):
-        last = sm.metrics()
-        if all(last.value("sidemux_member_up", member=n) == 1 for n in names):
-            return last
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
-    pytest.fail(f"members {names} not up within {timeout}s: "
-                f"{last.series('sidemux_member_up') if last else None}")
 
 
 def channel(port, extra=()):

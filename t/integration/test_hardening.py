@@ -27,8 +27,8 @@ import pytest
 
 import grpc_testsvc
 from conftest import (HOST, ConnectionClosed, H2Client, ResponseReader, StreamResult, base_config, build_request,
-                      connect, http_request, parse_metrics, read_until_close, sanitizer_report, send_bytes)
-from test_grpc_forwarding import FakeMember, channel, gen, wait_members_up  # noqa: F401  (gen is a fixture)
+                      connect, http_request, parse_metrics, read_until_close, sanitizer_report, send_bytes, wait_members_up)
+from test_grpc_forwarding import FakeMember, channel, gen  # noqa: F401  (gen is a fixture)
 
 KIB = 1 << 10
 MIB = 1 << 20
@@ -115,7 +115,7 @@ def test_cancelled_uploads_do_not_leak_client_connection_window(gen, echo, sidem
     call on the same connection afterwards must complete."""
     pb2 = gen[0]
     sm = sidemux_factory(one_member_config(echo.address))
-    wait_members_up(sm, ["s1"])
+    wait_members_up(sm, ["s1"], 10.0)
     # A gRPC message header announcing 1 MiB, then filler: the member keeps waiting for more.
     body = b"\x00" + MIB.to_bytes(4, "big")
     body += b"\x5a" * (STREAM_WINDOW - len(body))
@@ -168,7 +168,7 @@ def test_slow_member_does_not_pin_client_connection_window(gen, echo, sidemux_fa
     window, so a unary call on the same connection still goes through."""
     pb2 = gen[0]
     sm = sidemux_factory(one_member_config(echo.address))
-    wait_members_up(sm, ["s1"])
+    wait_members_up(sm, ["s1"], 10.0)
     # Empty gRPC messages; the member reads none for 8 s (its window fills, then sidemux's buffers).
     chunk = b"\x00" * (16 * KIB)
     with H2Client(sm.port, timeout=5) as c:
@@ -233,7 +233,7 @@ def test_slow_client_does_not_stall_member(gen, echo, sidemux_factory):
     # member marked down within a second.
     sm = sidemux_factory(one_member_config(
         echo.address, health_check={"interval": "250ms", "timeout": "200ms", "unhealthy_threshold": 2}))
-    wait_members_up(sm, ["s1"])
+    wait_members_up(sm, ["s1"], 10.0)
 
     slow = socket.socket()
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -303,7 +303,7 @@ def test_member_reset_no_error_before_end_fails_call(gen, sidemux_factory):
     fake = FakeMember("reset", reset_code=0)  # HEADERS, one message, RST_STREAM(NO_ERROR)
     try:
         sm = sidemux_factory(one_member_config(fake.address, name="bad"))
-        wait_members_up(sm, ["bad"])
+        wait_members_up(sm, ["bad"], 10.0)
         ch = channel(sm.port)
         try:
             t0 = time.monotonic()
@@ -520,7 +520,7 @@ def test_huge_grpc_timeout_is_no_deadline(gen, echo, sidemux_factory):
     be negative and became a never-firing timer.)"""
     pb2 = gen[0]
     sm = sidemux_factory(one_member_config(echo.address))
-    wait_members_up(sm, ["s1"])
+    wait_members_up(sm, ["s1"], 10.0)
     call_id = f"huge-{uuid.uuid4().hex[:8]}"
     msg = grpc_frame(pb2.SlowRequest(ms=100, call_id=call_id).SerializeToString())
     with H2Client(sm.port, timeout=5) as c:

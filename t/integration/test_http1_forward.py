@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from conftest import (HOST, ResponseReader, Sidemux, build_request, connect, http_request, read_until_close,
-                      sanitizer_report, sidemux_binary)
+                      sanitizer_report, sidemux_binary, wait_members_up)
 from etcd_cluster import start_cluster
 from h2_member import H2TestMember
 from test_reload import reload
@@ -57,18 +57,6 @@ def stop_checked(proc):
     assert not report, report
 
 
-def wait_members_up(sm, names, timeout=READY_TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while True:
-        m = sm.metrics()
-        up = {n: m.sum("sidemux_member_up", member=n) for n in names}
-        if all(v >= 1 for v in up.values()):
-            return
-        assert sm.proc.poll() is None, "sidemux exited:\n" + "\n".join(sm.raw_lines())
-        assert time.monotonic() < deadline, f"members not up within {timeout}s: {up}"
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def sm(cluster, tmp_path_factory):
     config = {
@@ -93,7 +81,7 @@ def sm(cluster, tmp_path_factory):
         proc.start()
         if saved is not None:
             os.environ["ASAN_OPTIONS"] = saved
-        wait_members_up(proc, cluster.names)
+        wait_members_up(proc, cluster.names, READY_TIMEOUT)
         yield proc
     finally:
         if saved is not None:
@@ -482,7 +470,7 @@ def start_front(tmp_path, members, limits=None, workers=None, **cluster):
         config["workers"] = workers
     proc = Sidemux(sidemux_binary(), tmp_path, config, name="sidemux-front")
     proc.start()
-    wait_members_up(proc, [f"p{i}" for i in range(len(members))])
+    wait_members_up(proc, [f"p{i}" for i in range(len(members))], READY_TIMEOUT)
     return proc
 
 

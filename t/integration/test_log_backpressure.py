@@ -15,8 +15,8 @@ import time
 import pytest
 
 from conftest import (http_request, parse_host_port, parse_metrics, sanitizer_report, sidemux_binary,
-                      stop_process, to_yaml)
-from test_grpc_forwarding import channel, cluster_config, gen, start_servers, wait_members_up  # noqa: F401
+                      stop_process, to_yaml, wait_members_up)
+from test_grpc_forwarding import channel, cluster_config, gen, start_servers  # noqa: F401
 
 CALLS = 1500
 CALL_TIMEOUT_S = 10.0   # a loop blocked on stderr never answers: each call is bounded
@@ -90,7 +90,7 @@ def test_a_stderr_nobody_reads_costs_dropped_lines_not_the_loop(gen, servers, tm
         listening = sm.read_until(lambda e: e.get("msg") == "listening", START_TIMEOUT_S)
         port = sm.port = parse_host_port(listening["address"])[1]
         # From here on nobody reads stderr.
-        wait_members_up(sm, ["s1", "s2"])
+        wait_members_up(sm, ["s1", "s2"], 10.0)
 
         ch = channel(port)
         try:

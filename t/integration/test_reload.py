@@ -8,8 +8,9 @@ import time
 
 import pytest
 
+from conftest import wait_members_up
 from test_grpc_forwarding import (channel, cluster_config, find_events, gen, runner,  # noqa: F401  (fixtures)
-                                  start_servers, wait_members_up)
+                                  start_servers)
 
 
 def reload(sm, config, generation):
@@ -52,7 +53,7 @@ def test_members_join_and_leave_without_dropping_a_stream(gen, runner):
             after = cluster_config([(n, servers[n].address) for n in ("s2", "s3")], **fast_checks)
             after["workers"] = 1
             reload(sm, after, 3)
-            wait_members_up(sm, ["s2", "s3"])
+            wait_members_up(sm, ["s2", "s3"], 10.0)
             t0 = time.monotonic()
             got = served_by(stub, pb2, 30)
             assert set(got) == {"s2", "s3"}, got  # s1 takes no new stream, s3 joined

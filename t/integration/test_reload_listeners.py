@@ -14,8 +14,8 @@ import socket
 import grpc
 import pytest
 
-from conftest import HOST, H2Client, connect, dead_port, http_request
-from test_grpc_forwarding import channel, cluster_config, gen, start_servers, wait_members_up  # noqa: F401
+from conftest import HOST, H2Client, connect, dead_port, http_request, wait_members_up
+from test_grpc_forwarding import channel, cluster_config, gen, start_servers  # noqa: F401
 from test_reload import reload, served_by
 from test_tls import certs, client_context, peer_cert, tls_connect, tls_get, wait_for  # noqa: F401
 
@@ -91,7 +91,7 @@ def advertised_streams(port):
 def test_added_listener_serves_grpc_and_http1(gen, servers, sidemux_factory):  # noqa: F811
     pb2, pb2_grpc, _ = gen
     sm = sidemux_factory(config(servers, ["s1"], []))
-    wait_members_up(sm, ["s1"])
+    wait_members_up(sm, ["s1"], 10.0)
     client_port = sm.port
     # A keep-alive HTTP/1 connection on the running listener, across the reload.
     kept = connect(client_port)
@@ -135,7 +135,7 @@ def test_removed_listener_refuses_new_connections_while_its_stream_finishes(gen,
     pb2, pb2_grpc, _ = gen
     old = {"name": "old", "address": f"{HOST}:0"}
     sm = sidemux_factory(config(servers, ["s1"], [old], limits={"drain_timeout": "30s"}))
-    wait_members_up(sm, ["s1"])
+    wait_members_up(sm, ["s1"], 10.0)
     port = sm.port_of("old")
     ch = channel(port)
     bidi = Bidi(pb2_grpc.EchoStub(ch), pb2)
@@ -201,7 +201,7 @@ def test_unbindable_listener_fails_the_whole_reload(gen, servers, sidemux_factor
     pb2, pb2_grpc, _ = gen
     first = config(servers, ["s1"], [], limits={"max_concurrent_streams": 100})
     sm = sidemux_factory(first)
-    wait_members_up(sm, ["s1"])
+    wait_members_up(sm, ["s1"], 10.0)
     free_port = dead_port()
     # Held without SO_REUSEPORT: sidemux's bind fails with EADDRINUSE.
     holder = socket.socket()
@@ -238,4 +238,4 @@ def test_unbindable_listener_fails_the_whole_reload(gen, servers, sidemux_factor
     sm.wait_listening(["fine", "blocked"])
     assert http_request(held, "/livez").status == 200
     assert advertised_streams(sm.port) == 50
-    wait_members_up(sm, ["s2"])
+    wait_members_up(sm, ["s2"], 10.0)

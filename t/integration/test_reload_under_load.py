@@ -18,10 +18,10 @@ import time
 import grpc
 import pytest
 
-from conftest import HOST, Sidemux, http_request, sidemux_binary, stop_process
+from conftest import HOST, Sidemux, http_request, sidemux_binary, stop_process, wait_members_up
 from etcd_cluster import etcdctl, etcdctl_popen, start_cluster
 from test_etcd import LineReader, read_watch_event, stderr_of
-from test_grpc_forwarding import channel, gen, start_servers, wait_members_up  # noqa: F401
+from test_grpc_forwarding import channel, gen, start_servers  # noqa: F401
 from test_reload import reload
 from test_reload_listeners import refused
 from test_tls import wait_for
@@ -100,8 +100,8 @@ def test_five_reloads_under_load_fail_nothing(gen, etcd, tmp_path):  # noqa: F81
         b = Sidemux(sidemux_binary(), tmp_path, etcd_config(etcd, ["m1", "m2"], [], {}), name="etcd")
         a.start()
         b.start()
-        wait_members_up(a, ["s1", "s2"])
-        wait_members_up(b, ["m1", "m2"])
+        wait_members_up(a, ["s1", "s2"], 10.0)
+        wait_members_up(b, ["m1", "m2"], 10.0)
         b_endpoint = f"{HOST}:{b.port}"
         old_port = a.port_of("old")
 
@@ -187,7 +187,7 @@ def test_five_reloads_under_load_fail_nothing(gen, etcd, tmp_path):  # noqa: F81
                 enumerate(steps, start=2):
             reload(a, grpc_config(servers, a_members, a_listeners, a_limits), generation)
             reload(b, etcd_config(etcd, b_members, b_listeners, b_limits), generation)
-            wait_members_up(a, a_members)
+            wait_members_up(a, a_members, 10.0)
             wait_progress(what)
 
         # The added listeners serve; the removed one refuses.

@@ -8,8 +8,8 @@ import os
 import shutil
 import time
 
-from conftest import H2Client, to_yaml
-from test_grpc_forwarding import channel, cluster_config, gen, start_servers, wait_members_up  # noqa: F401
+from conftest import H2Client, to_yaml, wait_members_up
+from test_grpc_forwarding import channel, cluster_config, gen, start_servers  # noqa: F401
 from test_tls import (certs, client_context, echo, make_config, peer_cert, pem_to_der, tls_connect,  # noqa: F401
                       tls_get, wait_for)
 
@@ -83,7 +83,7 @@ def test_configmap_swap_reloads_without_a_signal(gen, sidemux_factory, tmp_path)
         first = config(["s1"])
         cm = ConfigMapDir(tmp_path / "cm", {"sidemux.yaml": to_yaml(first)})
         sm = sidemux_factory(first, args=["-c", cm.path("sidemux.yaml")])
-        wait_members_up(sm, ["s1"])
+        wait_members_up(sm, ["s1"], 10.0)
         ch = channel(sm.port)
         try:
             stub = pb2_grpc.EchoStub(ch)
@@ -97,7 +97,7 @@ def test_configmap_swap_reloads_without_a_signal(gen, sidemux_factory, tmp_path)
             took = time.monotonic() - t0
             assert took < SWAP_BOUND_S, f"the swap took {took:.2f}s to reload"
             assert reloads(sm, "success") == 1 and reloads(sm, "failure") == 0
-            wait_members_up(sm, ["s1", "s2"])
+            wait_members_up(sm, ["s1", "s2"], 10.0)
             assert served_by(stub, pb2, 30) == {"s1", "s2"}
 
             # An invalid file is rejected as on SIGHUP: the running config stays.
@@ -139,7 +139,7 @@ def test_rotated_certificate_is_used_by_new_handshakes(gen, echo, certs, sidemux
     cfg = make_config([("s1", echo.address)], [("tls", {"cert_file": live_cert, "key_file": live_key})])
     cfg["reload"] = {"watch": True}
     sm = sidemux_factory(cfg)
-    wait_members_up(sm, ["s1"])
+    wait_members_up(sm, ["s1"], 10.0)
     port = sm.port_of("tls")
     assert peer_cert(port, certs) == (a.serial_hex, a.subject, pem_to_der(a.cert))
     old = tls_connect(port, client_context(certs))

@@ -28,9 +28,9 @@ import pytest
 
 import grpc_testsvc
 from conftest import (HOST, H2Client, ResponseReader, build_request, client_hello, connect, read_until_close,
-                      run, send_bytes, stop_process)
+                      run, send_bytes, stop_process, wait_members_up)
 from etcd_cluster import ETCD_BIN, EtcdCluster, etcdctl
-from test_grpc_forwarding import gen, start_servers, wait_members_up  # noqa: F401  (gen is a fixture)
+from test_grpc_forwarding import gen, start_servers  # noqa: F401  (gen is a fixture)
 from tls_certs import Pki, read
 
 WORKERS = 2
@@ -283,7 +283,7 @@ def tls_alerts(data):
 def test_grpc_and_curl_over_tls_with_alpn(gen, echo, certs, sidemux_factory):  # noqa: F811
     pb2, pb2_grpc, _ = gen
     sm = sidemux_factory(make_config([("s1", echo.address)], [("tls", listener_tls(certs.server))]))
-    wait_members_up(sm, ["s1"])
+    wait_members_up(sm, ["s1"], 10.0)
     port = sm.port_of("tls")
 
     ch = grpc_channel(port, certs)
@@ -422,7 +422,7 @@ def test_client_certificate_required(gen, echo, certs, sidemux_factory):  # noqa
     pb2, pb2_grpc, _ = gen
     sm = sidemux_factory(make_config([("s1", echo.address)],
                                      [("tls", listener_tls(certs.server, client_ca_file=certs.ca))]))
-    wait_members_up(sm, ["s1"])
+    wait_members_up(sm, ["s1"], 10.0)
     port = sm.port_of("tls")
 
     # with a client certificate from the CA: works (python, curl, grpcio)
@@ -478,7 +478,7 @@ def test_tls_and_plaintext_on_one_port(gen, echo, certs, sidemux_factory):  # no
     pb2, pb2_grpc, _ = gen
     sm = sidemux_factory(make_config([("s1", echo.address)],
                                      [("mixed", listener_tls(certs.server, require_tls=False))]))
-    wait_members_up(sm, ["s1"])
+    wait_members_up(sm, ["s1"], 10.0)
     port = sm.port_of("mixed")
 
     plain = connect(port)
@@ -723,7 +723,7 @@ def test_sighup_rotates_certificate(gen, echo, certs, sidemux_factory, tmp_path)
     install(certs.server.cert, certs.server.key)
     sm = sidemux_factory(make_config([("s1", echo.address)],
                                      [("tls", {"cert_file": live_cert, "key_file": live_key})]))
-    wait_members_up(sm, ["s1"])
+    wait_members_up(sm, ["s1"], 10.0)
     port = sm.port_of("tls")
     a, b = certs.server, certs.server_b
     assert peer_cert(port, certs) == (a.serial_hex, a.subject, pem_to_der(a.cert))
