@@ -230,7 +230,7 @@ void ProxiedStream::on_response_headers_end(bool trailer, bool end_stream) {
   }
   if (end_stream && retryable_ && !downstream_closed_ && config_->cluster.kind == conf::ClusterKind::etcd &&
       refused_by_etcd()) {
-    retry("proposal_dropped", "raft proposal dropped");
+    retry("proposal_dropped", upstream::kDroppedProposal);
     return;
   }
   // The member answered: the request reached it and is never replayed.
@@ -363,7 +363,7 @@ void ProxiedStream::retry(const char* why, std::string_view reason) {
 
 void ProxiedStream::on_retry_timer() {
   // The deadline may have answered the client meanwhile.
-  if (!response_started_) attempt(std::string(member_->name()) + ": raft proposal dropped");
+  if (!response_started_) attempt(std::string(member_->name()) + ": " + std::string(upstream::kDroppedProposal));
 }
 
 void ProxiedStream::detach_upstream(uint32_t error_code) {

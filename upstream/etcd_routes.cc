@@ -76,7 +76,7 @@ bool is_leader_change_error(int grpc_status, std::string_view grpc_message) {
 
 bool is_dropped_proposal(int grpc_status, std::string_view grpc_message) {
   constexpr int kUnknown = 2;
-  return grpc_status == kUnknown && grpc_message == "raft proposal dropped";
+  return grpc_status == kUnknown && grpc_message == kDroppedProposal;
 }
 
 }  // namespace sidemux::upstream

@@ -20,5 +20,6 @@ bool is_leader_change_error(int grpc_status, std::string_view grpc_message);
 // etcd 3.4 passes on as grpc-status UNKNOWN. Nothing was logged, let alone
 // applied, so the request may go to another member as if refused.
 bool is_dropped_proposal(int grpc_status, std::string_view grpc_message);
+inline constexpr std::string_view kDroppedProposal = "raft proposal dropped";
 
 }  // namespace sidemux::upstream

@@ -30,11 +30,16 @@ bool LogRing::push(std::string_view line) {
 
 int LogRing::wait_readable(iovec (&iov)[2]) {
   std::unique_lock lock(mu_);
+  bool woken = false;
   while (head_ == tail_ && !closed_) {
     reader_waiting_ = true;
     readable_.wait(lock);
+    woken = true;
   }
-  if (!cut_linger()) {
+  // Only the first line of a burst waits for the rest: bytes already queued
+  // (what came during the last write, or what a short write left) go out
+  // at once, or a slow stderr would be written 10 ms at a time.
+  if (woken && !cut_linger()) {
     reader_lingering_ = true;
     readable_.wait_for(lock, linger_, [this] { return cut_linger(); });
     reader_lingering_ = false;

@@ -38,9 +38,10 @@ class LogRing {
   // does not fit in the free space. Never waits for the reader.
   bool push(std::string_view line);
 
-  // The reader: waits until bytes are queued or close() was called, and then
-  // for `linger` unless the ring fills to half, a drain is asked for or it
-  // is closed; points `iov` at the queued bytes in order (two spans when they wrap) and
+  // The reader: waits until bytes are queued or close() was called; if it
+  // had to wait, then also for `linger` unless the ring fills to half, a
+  // drain is asked for or it is closed. Points `iov` at the queued bytes in
+  // order (two spans when they wrap) and
   // returns how many of `iov` it filled; 0 once closed and empty. The bytes
   // stay valid until consume().
   int wait_readable(iovec (&iov)[2]);

@@ -69,6 +69,8 @@ TEST(LogRing, WaitDrainedGivesUpOnAStalledReader) {
 TEST(LogRing, TheReaderGathersABurstUntilTheRingIsHalfFull) {
   LogRing ring(100, std::chrono::hours(1));
   auto reader = std::async(std::launch::async, [&] { return drain(ring); });
+  // The reader is asleep on the empty ring when the burst starts.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
   ASSERT_TRUE(ring.push("line\n"));
   // The reader woke for the first line; it waits for the rest of the burst.
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
