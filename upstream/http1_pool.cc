@@ -6,10 +6,6 @@
 
 namespace sidemux::upstream {
 
-Http1Pool::Http1Pool(core::LoopContext& context, Member& member) : context_(context), member_(member) {}
-
-Http1Pool::~Http1Pool() = default;
-
 Http1Connection* Http1Pool::acquire() {
   if (shut_down_) return nullptr;
   if (!idle_.empty()) {

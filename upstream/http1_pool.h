@@ -9,30 +9,22 @@
 #include <string_view>
 #include <vector>
 
+#include "upstream/connection_pool.h"
 #include "upstream/http1_connection.h"
-
-namespace sidemux::core {
-class LoopContext;
-}
 
 namespace sidemux::upstream {
 
-class Member;
-
-class Http1Pool {
+class Http1Pool final : public ConnectionPool {
  public:
-  Http1Pool(core::LoopContext& context, Member& member);
-  ~Http1Pool();
-  Http1Pool(const Http1Pool&) = delete;
-  Http1Pool& operator=(const Http1Pool&) = delete;
+  Http1Pool(core::LoopContext& context, Member& member) : ConnectionPool(context, member) {}
 
   // A connection for a new request, nullptr once shut down or when the
   // connect failed at once. The caller starts the exchange on it.
   Http1Connection* acquire();
-  // No new requests; idle connections close, busy ones after their response.
-  void drain();
-  void shutdown();  // close everything
-  bool empty() const { return connections_.empty(); }
+  // Idle connections close at once, busy ones after their response.
+  void drain() override;
+  void shutdown() override;
+  bool empty() const override { return connections_.empty(); }
 
   // From connections.
   void on_idle(Http1Connection& c);
@@ -40,11 +32,8 @@ class Http1Pool {
   void on_closed(Http1Connection& c);  // last handle closed: free it
 
  private:
-  core::LoopContext& context_;
-  Member& member_;
   std::vector<std::unique_ptr<Http1Connection>> connections_;  // every state
   std::vector<Http1Connection*> idle_;
-  bool shut_down_ = false;
 };
 
 }  // namespace sidemux::upstream

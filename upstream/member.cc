@@ -39,14 +39,12 @@ void Member::start() {
 
 void Member::stop() {
   if (health_check_) health_check_->stop();
-  pool_.shutdown();
-  http1_pool_.shutdown();
+  for (ConnectionPool* p : pools()) p->shutdown();
 }
 
 void Member::retire() {
   if (health_check_) health_check_->stop();
-  pool_.drain();
-  http1_pool_.drain();
+  for (ConnectionPool* p : pools()) p->drain();
   if (up_) up_->set(0);
   if (leader_) leader_->set(0);
   context_.log().info("member retired by reload", {{"member", conf_.name}, {"worker", context_.index()}});

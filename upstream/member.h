@@ -113,6 +113,7 @@ class Member {
 
   Pool& pool() { return pool_; }
   Http1Pool& http1_pool() { return http1_pool_; }
+  std::array<ConnectionPool*, 2> pools() { return {&pool_, &http1_pool_}; }
   int64_t active_streams() const { return active_streams_.value(); }
   void stream_started() { active_streams_.inc(); }
   void stream_ended() { active_streams_.dec(); }

@@ -18,10 +18,6 @@ std::unique_ptr<UpstreamSession> take(std::vector<std::unique_ptr<UpstreamSessio
 }
 }  // namespace
 
-Pool::Pool(core::LoopContext& context, Member& member) : context_(context), member_(member) {}
-
-Pool::~Pool() = default;
-
 UpstreamSession* Pool::open() {
   connecting_.push_back(std::make_unique<UpstreamSession>(context_, *this, member_));
   UpstreamSession* s = connecting_.back().get();

@@ -17,35 +17,26 @@
 #include <string>
 #include <vector>
 
+#include "upstream/connection_pool.h"
 #include "upstream/upstream_session.h"
-
-namespace sidemux::core {
-class LoopContext;
-}
 
 namespace sidemux::upstream {
 
-class Member;
-
-class Pool {
+class Pool final : public ConnectionPool {
  public:
-  Pool(core::LoopContext& context, Member& member);
-  ~Pool();
-  Pool(const Pool&) = delete;
-  Pool& operator=(const Pool&) = delete;
+  Pool(core::LoopContext& context, Member& member) : ConnectionPool(context, member) {}
 
   // A session with room for one more stream: a ready one, else a connecting
   // one, else a new connection. nullptr once the pool is shut down.
   UpstreamSession* session_for_new_stream();
-  // Close every connection (worker shutdown); handles close on later turns.
-  void shutdown();
-  // No new streams; each connection closes after its last stream.
-  void drain();
+  void shutdown() override;
+  // Each connection closes after its last stream.
+  void drain() override;
   // Close every connection opened before uv_now() time `since` that read
   // nothing since: the member stopped answering, and streams on them would
   // hang.
   void close_silent(uint64_t since, std::string_view why);
-  bool empty() const { return connecting_.empty() && ready_.empty() && draining_.empty() && closed_.empty(); }
+  bool empty() const override { return connecting_.empty() && ready_.empty() && draining_.empty() && closed_.empty(); }
   const std::string& last_failure() const { return last_failure_; }
 
   // From sessions.
@@ -58,13 +49,10 @@ class Pool {
   List& list_for(UpstreamSession::State state);
   UpstreamSession* open();
 
-  core::LoopContext& context_;
-  Member& member_;
   List connecting_;
   List ready_;
   List draining_;
   List closed_;  // closing handles; freed in on_closed
-  bool shut_down_ = false;
   std::string last_failure_ = "not connected yet";
 };
 

@@ -2,10 +2,12 @@
 // grpc-timeout (digits and a unit, saturating), grpc-message percent-encoding
 // (printable, reversible), status names (bounded set), and unframing a unary
 // response body. Input: the whole input is each helper's argument.
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <limits>
 #include <string>
+#include <utility>
 
 #include "parsers/grpc.h"
 #include "t/fuzz/fuzz_support.h"
@@ -20,23 +22,16 @@ void check_timeout(std::string_view text) {
   // gRPC over HTTP/2: TimeoutValue is 1 to 8 ASCII digits, then one unit.
   bool valid = text.size() >= 2 && text.size() <= 9;
   for (size_t i = 0; valid && i + 1 < text.size(); ++i) valid = text[i] >= '0' && text[i] <= '9';
-  __int128 unit = 0;
-  if (valid) {
-    switch (text.back()) {
-      case 'H': unit = 3600'000'000'000; break;
-      case 'M': unit = 60'000'000'000; break;
-      case 'S': unit = 1'000'000'000; break;
-      case 'm': unit = 1'000'000; break;
-      case 'u': unit = 1'000; break;
-      case 'n': unit = 1; break;
-      default: valid = false;
-    }
-  }
+  // TimeoutUnit, as nanoseconds per unit.
+  static constexpr std::pair<char, int64_t> kUnits[] = {
+      {'H', 3600'000'000'000}, {'M', 60'000'000'000}, {'S', 1'000'000'000}, {'m', 1'000'000}, {'u', 1'000}, {'n', 1}};
+  const auto* unit = std::find_if(std::begin(kUnits), std::end(kUnits), [&](auto u) { return !text.empty() && u.first == text.back(); });
+  valid = valid && unit != std::end(kUnits);
   FUZZ_CHECK(ok == valid);
   if (!ok) return;
   __int128 value = 0;
   for (char c : text.substr(0, text.size() - 1)) value = value * 10 + (c - '0');
-  __int128 want = value * unit;
+  __int128 want = value * unit->second;
   constexpr auto kMax = std::numeric_limits<int64_t>::max();
   if (want > kMax) want = kMax;
   FUZZ_CHECK(got.count() == static_cast<int64_t>(want));
