@@ -385,15 +385,14 @@ void ProxiedStream::end_with_status(int grpc_status, std::string_view message) {
     // Headers went out already: the stream ends with trailers carrying the
     // status, after the rest of the message the client is in the middle of
     // (what is buffered beyond it is dropped). A message whose end never
-    // arrived cannot be finished: the stream is reset instead.
+    // arrived cannot be finished, and still the trailers say why: gRPC C
+    // clients report their status over the truncated message (UNAVAILABLE,
+    // as the SPEC has it), Go ones INTERNAL, both of which etcd's client
+    // resumes from. A reset could only say CANCELLED, which makes etcd's
+    // client give up a Watch, or REFUSED_STREAM, which invites a replay of
+    // a stream the member has seen.
     std::optional<size_t> rest = response_sent_.rest_of_message(response_body_.data(), response_body_.size());
-    if (!rest) {
-      response_body_.clear();
-      response_ended_ = true;
-      down_.reset(down_id_, NGHTTP2_CANCEL);
-      return;
-    }
-    response_body_.truncate(*rest);
+    response_body_.truncate(rest.value_or(0));
     trailers_ = std::move(status);
     response_ended_ = true;
     down_.resume_data(down_id_);

@@ -10,10 +10,12 @@
 Every test here failed on the binary before these fixes.
 """
 
+import socket
 import threading
 import time
 import uuid
 
+import grpc
 import h2.config
 import h2.connection
 import h2.events
@@ -235,21 +237,29 @@ class RawMember(H2TestMember):
     health checks SERVING and every other call either OK (`stream` False) or
     with response headers and then gRPC messages of 509 bytes as fast as flow
     control lets it, never ending the stream (it ignores grpc-timeout, so only
-    sidemux's deadline ends the call)."""
+    sidemux's deadline ends the call). With `cut`, it answers a call with one
+    message and half of the next, then closes the connection: a member that died
+    in the middle of a message."""
 
     MESSAGE = grpc_frame(b"\xab" * 509)
+    CUT = MESSAGE + MESSAGE[:200]
 
-    def __init__(self, stream=False):
+    def __init__(self, stream=False, cut=False):
         self.stream = stream
+        self.cut = cut
         self.requests = []
         self.lock = threading.Lock()
         super().__init__()
 
     def _answer(self, conn, sid, headers, pending):
         conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc")])
-        if self.stream and dict(headers).get(":path") != "/grpc.health.v1.Health/Check":
-            pending[sid] = self.MESSAGE * 40
-            return
+        if dict(headers).get(":path") != "/grpc.health.v1.Health/Check":
+            if self.stream:
+                pending[sid] = self.MESSAGE * 40
+                return
+            if self.cut:
+                conn.send_data(sid, self.CUT)
+                raise ConnectionAbortedError  # the connection closes once this is sent
         conn.send_data(sid, b"\x00\x00\x00\x00\x02\x08\x01")  # SERVING / an empty-ish Msg
         conn.send_headers(sid, [("grpc-status", "0")], end_stream=True)
 
@@ -282,7 +292,18 @@ class RawMember(H2TestMember):
                         if dict(headers).get(":path") != "/grpc.health.v1.Health/Check":
                             with self.lock:
                                 self.requests.append(headers)
-                        self._answer(conn, ev.stream_id, headers, pending)
+                        try:
+                            self._answer(conn, ev.stream_id, headers, pending)
+                        except ConnectionAbortedError:
+                            # A FIN after the bytes, then read until sidemux closes:
+                            # closing with the request unread would send an RST,
+                            # which may overtake the answer.
+                            sock.sendall(conn.data_to_send())
+                            sock.shutdown(socket.SHUT_WR)
+                            sock.settimeout(10)
+                            while sock.recv(65536):
+                                pass
+                            return
                     elif isinstance(ev, h2.events.DataReceived):
                         conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                     elif isinstance(ev, h2.events.StreamReset):
@@ -368,6 +389,39 @@ def test_deadline_after_headers_ends_after_a_whole_message(sidemux_factory):
     assert len(st.data) >= 1000, "the deadline did not fire in the middle of the answer"
     assert whole_messages(bytes(st.data)) is not None, \
         f"the answer ends inside a message ({len(st.data)} bytes) before the status"
+
+
+def test_member_lost_in_the_middle_of_a_message_ends_with_unavailable(gen, sidemux_factory):
+    """A member connection that closes inside a response message: the client gets
+    the part that came, then grpc-status 14 in trailers, not a reset (CANCEL reads
+    as CANCELLED, on which etcd's client gives a Watch up), and grpcio reports
+    UNAVAILABLE."""
+    member = RawMember(cut=True)
+    try:
+        sm = sidemux_factory(one_member_config(member.address))
+        wait_members_up(sm, ["s1"], 10.0)
+        with H2Client(sm.port, timeout=10) as c:
+            sid = c.grpc_request("/a.B/Stream", b"")
+            st = c.wait([sid], timeout=10)[0]
+        assert st.reset is None, f"stream reset ({st.reset}) instead of ending with a status"
+        assert st.trailers is not None and dict(st.trailers).get("grpc-status") == "14", (st.headers, st.trailers)
+        assert bytes(st.data) == RawMember.CUT, len(st.data)
+        wait_members_up(sm, ["s1"], 10.0)
+        # (A unary call would not do: grpcio waits out the deadline on a unary
+        # answer that brings more than one message, whatever its status.)
+        ch = channel(sm.port)
+        got = []
+        try:
+            with pytest.raises(grpc.RpcError) as info:
+                got.extend(ch.unary_stream("/a.B/Stream")(b"", timeout=10))
+        finally:
+            ch.close()
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE, (info.value.code(), info.value.details())
+        assert got == [b"\xab" * 509], got
+        with member.lock:
+            assert len(member.requests) == 2, "a stream that reached the member was sent again"
+    finally:
+        member.close()
 
 
 @pytest.fixture(scope="module")

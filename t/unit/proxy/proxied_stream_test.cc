@@ -72,6 +72,23 @@ TEST(ProxiedStream, MemberResetIsPassedToTheClient) {
   EXPECT_EQ(client.close_code, uint32_t{NGHTTP2_ENHANCE_YOUR_CALM});
 }
 
+TEST(ProxiedStream, MemberLostInTheMiddleOfAMessageEndsWithUnavailableTrailers) {
+  TestProxy p;
+  p.member.answer = TestMember::Answer::partial;
+  // A message that says 100 bytes and brings 10 of them.
+  p.member.body = std::string("\0\0\0\0\x64", 5) + std::string(10, 'm');
+  auto& client = p.h2_client();
+  client.request(grpc_call());
+  ASSERT_TRUE(p.run_until([&] { return client.body.size() == p.member.body.size(); }));
+  p.member.drop(*p.member.connections.front());
+  ASSERT_TRUE(p.run_until([&] { return client.closed; }));
+  // Not a reset (CANCEL reads as CANCELLED, which ends etcd clients' Watches):
+  // the status in trailers, over the cut message.
+  EXPECT_EQ(client.close_code, uint32_t{NGHTTP2_NO_ERROR});
+  EXPECT_EQ(client.header("grpc-status"), "14");
+  EXPECT_EQ(client.body, p.member.body);
+}
+
 TEST(ProxiedStream, WhatCannotBeGrpcIsAnsweredWithoutAMember) {
   TestProxy p;
   auto& client = p.h2_client();

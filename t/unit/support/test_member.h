@@ -40,7 +40,9 @@ inline int bind_loopback(uint16_t& port) {
 class TestMember {
  public:
   // What the member does with a complete request.
-  enum class Answer { ok, reset, goaway, nothing };
+  // partial: HEADERS and `body` in DATA, then nothing more (the stream stays
+  // open), as a member that is in the middle of a message.
+  enum class Answer { ok, reset, goaway, nothing, partial };
 
   struct Connection {
     TestMember* member;
@@ -190,9 +192,10 @@ class TestMember {
     ++m.requests;
     int32_t id = frame->hd.stream_id;
     switch (m.answer) {
+      case Answer::partial: submit_body(session, id, m.body, false); break;
       case Answer::ok: {
         if (!m.body.empty()) {
-          submit_unary_answer(session, id, m.body);
+          submit_body(session, id, m.body, true);
           break;
         }
         const nghttp2_nv nva[] = {
@@ -209,25 +212,28 @@ class TestMember {
     return 0;
   }
 
-  // `body` fits one DATA frame: it goes out whole, the trailer after it.
-  static void submit_unary_answer(nghttp2_session* session, int32_t id, const std::string& body) {
+  // `body` fits one DATA frame: it goes out whole, then (with `trailer`) the
+  // grpc-status trailer, as a unary gRPC call is answered.
+  static void submit_body(nghttp2_session* session, int32_t id, const std::string& body, bool trailer) {
     const nghttp2_nv nva[] = {
         {(uint8_t*)":status", (uint8_t*)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
         {(uint8_t*)"content-type", (uint8_t*)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},
     };
     nghttp2_data_provider provider{};
     provider.source.ptr = const_cast<std::string*>(&body);
-    provider.read_callback = [](nghttp2_session* s, int32_t stream_id, uint8_t* buf, size_t len, uint32_t* flags,
-                                nghttp2_data_source* src, void*) -> ssize_t {
-      const auto& b = *static_cast<const std::string*>(src->ptr);
-      size_t n = std::min(len, b.size());
-      std::memcpy(buf, b.data(), n);
-      *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
-      const nghttp2_nv trailer[] = {{(uint8_t*)"grpc-status", (uint8_t*)"0", 11, 1, NGHTTP2_NV_FLAG_NONE}};
-      nghttp2_submit_trailer(s, stream_id, trailer, 1);
-      return static_cast<ssize_t>(n);
-    };
+    provider.read_callback = trailer ? read_body<true> : read_body<false>;
     nghttp2_submit_response(session, id, nva, 2, &provider);
+  }
+  template <bool kTrailer>
+  static ssize_t read_body(nghttp2_session* s, int32_t stream_id, uint8_t* buf, size_t len, uint32_t* flags,
+                           nghttp2_data_source* src, void*) {
+    const auto& b = *static_cast<const std::string*>(src->ptr);
+    size_t n = std::min(len, b.size());
+    std::memcpy(buf, b.data(), n);
+    *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    const nghttp2_nv trailer[] = {{(uint8_t*)"grpc-status", (uint8_t*)"0", 11, 1, NGHTTP2_NV_FLAG_NONE}};
+    if (kTrailer) nghttp2_submit_trailer(s, stream_id, trailer, 1);
+    return static_cast<ssize_t>(n);
   }
 
   int fd_;
