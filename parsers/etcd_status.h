@@ -13,36 +13,28 @@
 
 namespace sidemux::parsers::etcd {
 
-struct ResponseHeader {
-  uint64_t cluster_id = 0;
-  uint64_t member_id = 0;
-  int64_t revision = 0;
-  uint64_t raft_term = 0;
-};
-
+// Only the fields that judge a member and that /debug shows are decoded;
+// the rest (cluster_id, revision, version, raft indexes, dbSizeInUse, ...)
+// are skipped like unknown ones, so nothing here is kept that nothing reads.
 // String fields are views into the decoded message: copy what must outlive it.
 struct StatusResponse {
   static constexpr size_t kMaxErrors = 8;
 
-  ResponseHeader header;
-  std::string_view version;
-  int64_t db_size = 0;
-  uint64_t leader = 0;  // 0 is raft's "None": the member knows no leader
-  uint64_t raft_index = 0;
+  uint64_t member_id = 0;  // header.member_id: who answered
+  uint64_t leader = 0;     // 0 is raft's "None": the member knows no leader
   uint64_t raft_term = 0;
-  uint64_t raft_applied_index = 0;
+  int64_t db_size = 0;
   // Alarms and "etcdserver: no leader"; the first kMaxErrors are kept, the
   // rest only counted, so a member cannot make a check allocate.
   std::array<std::string_view, kMaxErrors> error_list{};
   size_t error_count = 0;  // all errors seen, kept or not
-  int64_t db_size_in_use = 0;
   bool is_learner = false;
 
   std::span<const std::string_view> errors() const {
     return {error_list.data(), error_count < kMaxErrors ? error_count : kMaxErrors};
   }
   bool has_leader() const { return leader != 0; }
-  bool is_leader() const { return has_leader() && leader == header.member_id; }
+  bool is_leader() const { return has_leader() && leader == member_id; }
 };
 
 // Decodes one StatusResponse message (without its gRPC prefix). Returns

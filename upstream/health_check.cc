@@ -172,7 +172,7 @@ CheckResult HealthCheck::judge_etcd(std::string_view member, int http_status, in
     return {false, std::string("health check: Status answer: ") + why};
   CheckResult result;
   EtcdView& view = result.etcd.emplace();
-  view.member_id = status.header.member_id;
+  view.member_id = status.member_id;
   view.leader = status.leader;
   view.raft_term = status.raft_term;
   view.learner = status.is_learner;

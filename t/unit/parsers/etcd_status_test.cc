@@ -38,18 +38,11 @@ TEST(EtcdStatus, RealLeader) {
   auto bytes = from_hex(kLeader);
   StatusResponse s;
   ASSERT_EQ(decode_status_response(bytes, s), nullptr);
-  EXPECT_EQ(s.header.cluster_id, 2830835899368940944u);
-  EXPECT_EQ(s.header.member_id, 14011954657185731105u);
-  EXPECT_EQ(s.header.revision, 1);
-  EXPECT_EQ(s.header.raft_term, 2u);
-  EXPECT_EQ(s.version, "3.4.23");
+  EXPECT_EQ(s.member_id, 14011954657185731105u);
   EXPECT_EQ(s.db_size, 20480);
   EXPECT_EQ(s.leader, 14011954657185731105u);
-  EXPECT_EQ(s.raft_index, 4u);
   EXPECT_EQ(s.raft_term, 2u);
-  EXPECT_EQ(s.raft_applied_index, 4u);
   EXPECT_TRUE(s.errors().empty());
-  EXPECT_EQ(s.db_size_in_use, 16384);
   EXPECT_FALSE(s.is_learner);
   EXPECT_TRUE(s.has_leader());
   EXPECT_TRUE(s.is_leader());
@@ -59,11 +52,10 @@ TEST(EtcdStatus, RealNoLeader) {
   auto bytes = from_hex(kNoLeader);
   StatusResponse s;
   ASSERT_EQ(decode_status_response(bytes, s), nullptr);
-  EXPECT_EQ(s.header.member_id, 7803774446868444769u);
+  EXPECT_EQ(s.member_id, 7803774446868444769u);
   EXPECT_EQ(s.leader, 0u);
   EXPECT_FALSE(s.has_leader());
   EXPECT_FALSE(s.is_leader());
-  EXPECT_EQ(s.raft_index, 6u);
   ASSERT_EQ(s.errors().size(), 1u);
   EXPECT_EQ(s.errors()[0], "etcdserver: no leader");
 }
@@ -72,9 +64,7 @@ TEST(EtcdStatus, RealNoSpaceAlarm) {
   auto bytes = from_hex(kNoSpace);
   StatusResponse s;
   ASSERT_EQ(decode_status_response(bytes, s), nullptr);
-  EXPECT_EQ(s.header.revision, 17);
   EXPECT_EQ(s.db_size, 1429504);
-  EXPECT_EQ(s.db_size_in_use, 1302528);
   EXPECT_TRUE(s.is_leader());
   ASSERT_EQ(s.errors().size(), 1u);
   EXPECT_EQ(s.errors()[0], "memberID:3634217104480128140 alarm:NOSPACE ");
@@ -90,8 +80,8 @@ TEST(EtcdStatus, LearnerWithAlarms) {
       .uint(10, 1);
   StatusResponse s;
   ASSERT_EQ(decode_status_response(b.bytes, s), nullptr);
-  EXPECT_EQ(s.header.member_id, 42u);
-  EXPECT_EQ(s.header.raft_term, 3u);
+  EXPECT_EQ(s.member_id, 42u);
+  EXPECT_EQ(s.raft_term, 3u);
   EXPECT_TRUE(s.is_learner);
   EXPECT_TRUE(s.has_leader());
   EXPECT_FALSE(s.is_leader());
@@ -100,17 +90,15 @@ TEST(EtcdStatus, LearnerWithAlarms) {
   EXPECT_EQ(s.errors()[1], "CORRUPT");
 }
 
-TEST(EtcdStatus, NegativeInt64sAndEmptyMessage) {
+TEST(EtcdStatus, NegativeInt64AndEmptyMessage) {
   PbBytes b;
-  b.uint(3, static_cast<uint64_t>(-5)).msg(1, PbBytes().uint(3, static_cast<uint64_t>(-1)));
+  b.uint(3, static_cast<uint64_t>(-5));
   StatusResponse s;
   ASSERT_EQ(decode_status_response(b.bytes, s), nullptr);
   EXPECT_EQ(s.db_size, -5);
-  EXPECT_EQ(s.header.revision, -1);
 
   ASSERT_EQ(decode_status_response({}, s), nullptr);  // every field at its default
   EXPECT_FALSE(s.has_leader());
-  EXPECT_EQ(s.version, "");
 }
 
 TEST(EtcdStatus, UnknownFieldsOfEveryWireTypeAreSkipped) {
@@ -127,7 +115,7 @@ TEST(EtcdStatus, UnknownFieldsOfEveryWireTypeAreSkipped) {
       .uint(10, 0);
   StatusResponse s;
   ASSERT_EQ(decode_status_response(b.bytes, s), nullptr);
-  EXPECT_EQ(s.header.member_id, 9u);
+  EXPECT_EQ(s.member_id, 9u);
   EXPECT_EQ(s.leader, 9u);  // not the group's 99, not the string
   EXPECT_TRUE(s.is_leader());
   EXPECT_FALSE(s.is_learner);
@@ -138,8 +126,7 @@ TEST(EtcdStatus, RepeatedHeadersMergeAndLastScalarWins) {
   b.msg(1, PbBytes().uint(1, 5).uint(2, 6)).uint(4, 1).msg(1, PbBytes().uint(2, 7)).uint(4, 7);
   StatusResponse s;
   ASSERT_EQ(decode_status_response(b.bytes, s), nullptr);
-  EXPECT_EQ(s.header.cluster_id, 5u);
-  EXPECT_EQ(s.header.member_id, 7u);
+  EXPECT_EQ(s.member_id, 7u);
   EXPECT_EQ(s.leader, 7u);
 }
 
@@ -161,7 +148,7 @@ TEST(EtcdStatus, DecodingResetsThePreviousAnswer) {
   b.uint(4, 1);
   ASSERT_EQ(decode_status_response(b.bytes, s), nullptr);
   EXPECT_TRUE(s.errors().empty());
-  EXPECT_EQ(s.header.member_id, 0u);
+  EXPECT_EQ(s.member_id, 0u);
 }
 
 TEST(EtcdStatus, EveryTruncationOfARealAnswerIsRejectedOrAPrefixMessage) {
