@@ -39,9 +39,11 @@ Http2Session::Http2Session(ClientConnection& conn)
       streams_(&conn.worker().context().stream_memory()),
       max_header_list_size_(conn.worker().config()->limits.max_header_list_size),
       peer_(core::format_peer(conn.peer())) {
-  const core::H2Handlers handlers{on_begin_headers, on_header,       on_frame_recv, on_data_chunk,
-                                  on_frame_send,    on_stream_close, nullptr,       on_begin_frame,
-                                  on_invalid_frame_recv};
+  const core::H2Handlers handlers{.on_begin_headers = on_begin_headers, .on_header = on_header,
+                                  .on_frame_recv = on_frame_recv, .on_data_chunk = on_data_chunk,
+                                  .on_frame_send = on_frame_send, .on_stream_close = on_stream_close,
+                                  .on_begin_frame = on_begin_frame, .on_invalid_frame_recv = on_invalid_frame_recv,
+                                  .send_data = send_data};
   const auto& limits = conn.worker().config()->limits;
   std::array<nghttp2_settings_entry, 2> settings = {{
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams},
@@ -272,12 +274,28 @@ ssize_t Http2Session::read_body(nghttp2_session*, int32_t stream_id, uint8_t* bu
                                 uint32_t* data_flags, nghttp2_data_source*, void* user) {
   Stream* stream = self(user)->find(stream_id);
   if (!stream) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  if (stream->proxy) return stream->proxy->read_response_body(buf, length, data_flags);
+  if (ProxiedStream* p = stream->proxy.get())
+    return core::provide_data(p->read_response_body(length, data_flags), p->response_body_front(), buf, data_flags,
+                              [p](size_t n) { p->on_response_body_sent(n); });
+  // A local answer is a few bytes, copied.
   size_t n = std::min(length, stream->local_body.size() - stream->local_sent);
   std::memcpy(buf, stream->local_body.data() + stream->local_sent, n);
   stream->local_sent += n;
   if (stream->local_sent == stream->local_body.size()) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
   return static_cast<ssize_t>(n);
+}
+
+int Http2Session::send_data(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd, size_t length,
+                            nghttp2_data_source*, void* user) {
+  // A large DATA frame of a proxied stream (core::provide_data), right
+  // after read_body() for the same frame, with no other callback between
+  // them: the stream and its bytes are still there.
+  Http2Session* s = self(user);
+  Stream* stream = s->find(frame->hd.stream_id);
+  if (!stream || !stream->proxy) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  int rv = core::write_data_frame(s->conn_.transport(), frame, framehd, stream->proxy->response_body_front(), length);
+  if (rv == 0) stream->proxy->on_response_body_sent(length);
+  return rv;
 }
 
 void Http2Session::respond_local(Stream& stream) {

@@ -67,6 +67,8 @@ class Http2Session : public Session {
                            void* user);
   static int on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user);
+  static int send_data(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd, size_t length,
+                       nghttp2_data_source*, void* user);
   static ssize_t read_body(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length,
                            uint32_t* data_flags, nghttp2_data_source* source, void* user);
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <optional>
 
 #include "parsers/grpc.h"
@@ -181,7 +180,7 @@ void ProxiedStream::on_request_end() {
   if (up_) up_->resume_body(up_id_);
 }
 
-ssize_t ProxiedStream::read_request_body(uint8_t* buf, size_t len, uint32_t* data_flags) {
+ssize_t ProxiedStream::read_request_body(size_t len, uint32_t* data_flags) {
   size_t unsent = request_body_.size() - request_sent_;
   size_t n = std::min(len, unsent);
   // The client filled half its window and the member takes the bytes: let
@@ -190,7 +189,17 @@ ssize_t ProxiedStream::read_request_body(uint8_t* buf, size_t len, uint32_t* dat
     uint32_t grown = down_.request_budget().grow(request_window_);
     if (grown != request_window_) down_.set_window(down_id_, request_window_ = grown);
   }
-  std::memcpy(buf, request_body_.data() + request_sent_, n);
+  if (n == unsent) {
+    if (request_ended_) {
+      *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    } else if (n == 0) {
+      return NGHTTP2_ERR_DEFERRED;
+    }
+  }
+  return static_cast<ssize_t>(n);
+}
+
+void ProxiedStream::on_request_body_sent(size_t n) {
   request_sent_ += n;
   // The client's window reopens for bytes the member's window took. Bytes
   // re-sent on a retry were consumed the first time.
@@ -200,14 +209,6 @@ ssize_t ProxiedStream::read_request_body(uint8_t* buf, size_t len, uint32_t* dat
   }
   if (retryable_ && request_body_.size() > kRetryBufferLimit) retryable_ = false;
   if (!retryable_) drop_sent_request();
-  if (request_sent_ == request_body_.size()) {
-    if (request_ended_) {
-      *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-    } else if (n == 0) {
-      return NGHTTP2_ERR_DEFERRED;
-    }
-  }
-  return static_cast<ssize_t>(n);
 }
 
 void ProxiedStream::drop_sent_request() {
@@ -250,13 +251,9 @@ void ProxiedStream::on_response_data(const uint8_t* data, size_t len, bool end_s
   down_.resume_data(down_id_);
 }
 
-ssize_t ProxiedStream::read_response_body(uint8_t* buf, size_t len, uint32_t* data_flags) {
+ssize_t ProxiedStream::read_response_body(size_t len, uint32_t* data_flags) {
   size_t buffered = response_body_.size();
   size_t n = std::min(len, buffered);
-  std::memcpy(buf, response_body_.data(), n);
-  response_sent_.advance(response_body_.data(), n);
-  response_body_.consume(n);
-  bytes_out_ += n;
   // The member's window reopens for bytes the client's window took. A
   // member that filled half of it sending to a client that keeps up gets a
   // larger one, as far as the connection's budget goes.
@@ -267,7 +264,7 @@ ssize_t ProxiedStream::read_response_body(uint8_t* buf, size_t len, uint32_t* da
       if (grown != response_window_) up_->set_window(up_id_, response_window_ = grown);
     }
   }
-  if (!response_body_.empty()) return static_cast<ssize_t>(n);
+  if (n < buffered) return static_cast<ssize_t>(n);
   if (!response_ended_) return n > 0 ? static_cast<ssize_t>(n) : ssize_t{NGHTTP2_ERR_DEFERRED};
   *data_flags |= NGHTTP2_DATA_FLAG_EOF;
   if (!trailers_.empty()) {
@@ -275,6 +272,12 @@ ssize_t ProxiedStream::read_response_body(uint8_t* buf, size_t len, uint32_t* da
     down_.submit_trailer(down_id_, trailers_);
   }
   return static_cast<ssize_t>(n);
+}
+
+void ProxiedStream::on_response_body_sent(size_t n) {
+  response_sent_.advance(response_body_.data(), n);
+  response_body_.consume(n);
+  bytes_out_ += n;
 }
 
 void ProxiedStream::release_upstream() {

@@ -48,8 +48,13 @@ class ProxiedStream final : public upstream::StreamHandler, private upstream::Me
   void start();
   void on_request_data(const uint8_t* data, size_t len);
   void on_request_end();
-  // Downstream data provider for the response body.
-  ssize_t read_response_body(uint8_t* buf, size_t len, uint32_t* data_flags);
+  // The downstream data provider for the response body, as
+  // read_request_body() is for the request: the next DATA frame's length,
+  // whose bytes the client session takes from response_body_front() as it
+  // writes the frame, then calls on_response_body_sent().
+  ssize_t read_response_body(size_t len, uint32_t* data_flags);
+  const uint8_t* response_body_front() const { return response_body_.data(); }
+  void on_response_body_sent(size_t n);
   // The client's stream closed: normally, by RST_STREAM, or with its
   // connection. Cancels the member's stream if it is still open.
   void on_downstream_close(uint32_t error_code);
@@ -58,7 +63,9 @@ class ProxiedStream final : public upstream::StreamHandler, private upstream::Me
   void on_response_header(std::string_view name, std::string_view value, bool trailer) override;
   void on_response_headers_end(bool trailer, bool end_stream) override;
   void on_response_data(const uint8_t* data, size_t len, bool end_stream) override;
-  ssize_t read_request_body(uint8_t* buf, size_t len, uint32_t* data_flags) override;
+  ssize_t read_request_body(size_t len, uint32_t* data_flags) override;
+  const uint8_t* request_body_front() const override { return request_body_.data() + request_sent_; }
+  void on_request_body_sent(size_t n) override;
   void on_upstream_close(Close kind, uint32_t error_code, std::string_view reason) override;
 
  private:

@@ -104,13 +104,17 @@ void HealthCheck::run() {
   }
 }
 
-ssize_t HealthCheck::read_request_body(uint8_t* buf, size_t len, uint32_t* data_flags) {
+ssize_t HealthCheck::read_request_body(size_t len, uint32_t* data_flags) {
   size_t n = std::min(len, kRequest.size() - request_sent_);
-  std::memcpy(buf, kRequest.data() + request_sent_, n);
-  request_sent_ += n;
-  if (request_sent_ == kRequest.size()) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+  if (request_sent_ + n == kRequest.size()) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
   return static_cast<ssize_t>(n);
 }
+
+const uint8_t* HealthCheck::request_body_front() const {
+  return reinterpret_cast<const uint8_t*>(kRequest.data()) + request_sent_;
+}
+
+void HealthCheck::on_request_body_sent(size_t n) { request_sent_ += n; }
 
 void HealthCheck::on_response_header(std::string_view name, std::string_view value, bool) {
   if (name == ":status") http_status_ = to_int(value, 0);

@@ -60,7 +60,9 @@ class HealthCheck final : public StreamHandler {
                                 std::span<const uint8_t> body);
 
   // StreamHandler, in the order of a check: request out, answer in.
-  ssize_t read_request_body(uint8_t* buf, size_t len, uint32_t* data_flags) override;
+  ssize_t read_request_body(size_t len, uint32_t* data_flags) override;
+  const uint8_t* request_body_front() const override;
+  void on_request_body_sent(size_t n) override;
   void on_response_header(std::string_view name, std::string_view value, bool trailer) override;
   void on_response_headers_end(bool trailer, bool end_stream) override;
   void on_response_data(const uint8_t* data, size_t len, bool end_stream) override;

@@ -20,9 +20,16 @@ class StreamHandler {
   // The response HEADERS (or trailers) block is complete.
   virtual void on_response_headers_end(bool trailer, bool end_stream) = 0;
   virtual void on_response_data(const uint8_t* data, size_t len, bool end_stream) = 0;
-  // Fills the request body for nghttp2's data provider: bytes copied, or
-  // NGHTTP2_ERR_DEFERRED when none are buffered yet.
-  virtual ssize_t read_request_body(uint8_t* buf, size_t len, uint32_t* data_flags) = 0;
+  // The next DATA frame of the request body, for nghttp2's data provider:
+  // how many bytes it carries (at most `len`; may set NGHTTP2_DATA_FLAG_EOF),
+  // or NGHTTP2_ERR_DEFERRED when none are buffered yet. Nothing is copied
+  // here: as nghttp2 writes the frame, the session takes those bytes from
+  // request_body_front() into its write batch, then calls
+  // on_request_body_sent().
+  virtual ssize_t read_request_body(size_t len, uint32_t* data_flags) = 0;
+  // The first request body bytes not sent yet.
+  virtual const uint8_t* request_body_front() const = 0;
+  virtual void on_request_body_sent(size_t n) = 0;
   enum class Close {
     done,      // both sides ended normally
     reset,     // the member failed the stream (INTERNAL_ERROR and the like):

@@ -46,8 +46,10 @@ UpstreamSession::UpstreamSession(core::LoopContext& context, Pool& pool, Member&
       streams_(&context.stream_memory()),
       opened_at_(uv_now(context.loop())) {
   // No on_frame_send: only the server side acts on frames it sent.
-  const core::H2Handlers handlers{on_begin_headers, on_header,       on_frame_recv,    on_data_chunk,
-                                  nullptr,          on_stream_close, before_frame_send};
+  const core::H2Handlers handlers{.on_begin_headers = on_begin_headers, .on_header = on_header,
+                                  .on_frame_recv = on_frame_recv, .on_data_chunk = on_data_chunk,
+                                  .on_stream_close = on_stream_close, .before_frame_send = before_frame_send,
+                                  .send_data = send_data};
   // A member learns the bound its response headers are held to (on_header).
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, context.config()->limits.max_header_list_size}};
@@ -351,7 +353,20 @@ ssize_t UpstreamSession::read_body(nghttp2_session* session, int32_t stream_id, 
   // our side has no handler any more.
   auto* h = static_cast<StreamHandler*>(nghttp2_session_get_stream_user_data(session, stream_id));
   if (!h) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  return h->read_request_body(buf, length, data_flags);
+  return core::provide_data(h->read_request_body(length, data_flags), h->request_body_front(), buf, data_flags,
+                            [h](size_t n) { h->on_request_body_sent(n); });
+}
+
+int UpstreamSession::send_data(nghttp2_session* session, nghttp2_frame* frame, const uint8_t* framehd,
+                               size_t length, nghttp2_data_source*, void* user) {
+  // A large DATA frame (core::provide_data). nghttp2 calls this right after
+  // read_body() for the same frame, with no
+  // other callback between them: the handler and its bytes are still there.
+  auto* h = static_cast<StreamHandler*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
+  if (!h) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  int rv = core::write_data_frame(self(user)->transport_, frame, framehd, h->request_body_front(), length);
+  if (rv == 0) h->on_request_body_sent(length);
+  return rv;
 }
 
 }  // namespace sidemux::upstream

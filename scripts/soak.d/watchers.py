@@ -143,6 +143,19 @@ class GatewayError(Exception):
 GRPC_CODE_NAMES = {c.value[0]: c.name for c in grpc.StatusCode}
 
 
+def answer_error(status, body):
+    """A gateway answer other than 200: its JSON {"error", "code"} (etcd's
+    gateway and sidemux's own 503 when no member can take the stream) names the
+    gRPC status; anything else is a finding of its own."""
+    try:
+        obj = json.loads(body)
+        if isinstance(obj, dict) and isinstance(obj.get("code"), int):
+            return GatewayError({"grpc_code": obj["code"], "message": f"{status}: {obj.get('error', '')}"})
+    except ValueError:
+        pass
+    return RuntimeError(f"/v3/watch answered {status}: {body[:300]!r}")
+
+
 class GatewayWatcher(Watcher):
     kind = "gateway_watch"
 
@@ -163,7 +176,7 @@ class GatewayWatcher(Watcher):
             conn.request("POST", "/v3/watch", body=body, headers={"Content-Type": "application/json"})
             resp = conn.getresponse()
             if resp.status != 200:
-                raise RuntimeError(f"/v3/watch answered {resp.status}: {resp.read(300)!r}")
+                raise answer_error(resp.status, resp.read(4096))
             pending = b""
             while True:
                 # read1, not readline: http.client's readline reads a connection

@@ -36,9 +36,13 @@ struct CheckingHandler : unit::RecordingHandler {
     body_in.clear();  // bounded by the input anyway; nothing checks it
     ++calls;
   }
-  ssize_t read_request_body(uint8_t* buf, size_t len, uint32_t* data_flags) override {
+  ssize_t read_request_body(size_t len, uint32_t* data_flags) override {
     FUZZ_CHECK(!closed);
-    return RecordingHandler::read_request_body(buf, len, data_flags);
+    return RecordingHandler::read_request_body(len, data_flags);
+  }
+  void on_request_body_sent(size_t n) override {
+    FUZZ_CHECK(!closed);
+    RecordingHandler::on_request_body_sent(n);
   }
   void on_upstream_close(Close kind, uint32_t error_code, std::string_view why) override {
     FUZZ_CHECK(!closed);

@@ -38,7 +38,8 @@ def sidemux_binary():
         pytest.fail("SIDEMUX_BIN is not set: point it at the built sidemux binary")
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         pytest.fail(f"SIDEMUX_BIN={path!r} is not an executable file")
-    return path
+    # Absolute: tests start it from other working directories.
+    return os.path.abspath(path)
 
 
 @pytest.fixture

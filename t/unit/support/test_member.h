@@ -260,13 +260,13 @@ struct RecordingHandler : upstream::StreamHandler {
     body_in.append(reinterpret_cast<const char*>(data), len);
     ended |= end;
   }
-  ssize_t read_request_body(uint8_t* buf, size_t len, uint32_t* data_flags) override {
+  ssize_t read_request_body(size_t len, uint32_t* data_flags) override {
     size_t n = std::min(len, body.size() - sent);
-    std::memcpy(buf, body.data() + sent, n);
-    sent += n;
-    if (sent == body.size()) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (sent + n == body.size()) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
     return static_cast<ssize_t>(n);
   }
+  const uint8_t* request_body_front() const override { return reinterpret_cast<const uint8_t*>(body.data()) + sent; }
+  void on_request_body_sent(size_t n) override { sent += n; }
   void on_upstream_close(Close kind, uint32_t error_code, std::string_view why) override {
     closed = true;
     close_kind = kind;
