@@ -293,9 +293,9 @@ int Http2Session::send_data(nghttp2_session*, nghttp2_frame* frame, const uint8_
   Http2Session* s = self(user);
   Stream* stream = s->find(frame->hd.stream_id);
   if (!stream || !stream->proxy) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  int rv = core::write_data_frame(s->conn_.transport(), frame, framehd, stream->proxy->response_body_front(), length);
-  if (rv == 0) stream->proxy->on_response_body_sent(length);
-  return rv;
+  ProxiedStream* p = stream->proxy.get();
+  return core::write_data_frame(s->conn_.transport(), frame, framehd, p->response_body_front(), length,
+                                [p](size_t n) { p->on_response_body_sent(n); });
 }
 
 void Http2Session::respond_local(Stream& stream) {

@@ -364,9 +364,8 @@ int UpstreamSession::send_data(nghttp2_session* session, nghttp2_frame* frame, c
   // other callback between them: the handler and its bytes are still there.
   auto* h = static_cast<StreamHandler*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
   if (!h) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  int rv = core::write_data_frame(self(user)->transport_, frame, framehd, h->request_body_front(), length);
-  if (rv == 0) h->on_request_body_sent(length);
-  return rv;
+  return core::write_data_frame(self(user)->transport_, frame, framehd, h->request_body_front(), length,
+                                [h](size_t n) { h->on_request_body_sent(n); });
 }
 
 }  // namespace sidemux::upstream

@@ -85,13 +85,4 @@ int send_h2_output(nghttp2_session* session, Transport& transport) {
   return 0;
 }
 
-int write_data_frame(Transport& transport, const nghttp2_frame* frame, const uint8_t* framehd,
-                     const uint8_t* payload, size_t length) {
-  if (frame->data.padlen != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
-  constexpr size_t kFrameHeader = 9;
-  transport.write({reinterpret_cast<const char*>(framehd), kFrameHeader});
-  transport.write({reinterpret_cast<const char*>(payload), length});
-  return 0;
-}
-
 }  // namespace sidemux::core

@@ -12,9 +12,9 @@
 #include <cstring>
 #include <span>
 
-namespace sidemux::core {
+#include "proxy/core/transport.h"
 
-class Transport;
+namespace sidemux::core {
 
 // The callbacks one side handles; a null one is left unset.
 struct H2Handlers {
@@ -74,11 +74,24 @@ ssize_t provide_data(ssize_t n, const uint8_t* front, uint8_t* buf, uint32_t* da
 // The send_data_callback of a DATA frame whose data provider set
 // NGHTTP2_DATA_FLAG_NO_COPY: nghttp2's 9-byte frame header, then `length`
 // bytes of `payload` (the front of the stream's buffer) straight into the
-// transport's batch. That is the one copy of a body's bytes between the two
-// sessions, where the data provider copied them into nghttp2's frame buffer
-// and that buffer was copied into the batch. Returns 0, or
-// NGHTTP2_ERR_CALLBACK_FAILURE for padding, which sidemux never asks for.
+// transport's batch, and `sent(length)`. That is the one copy of a body's
+// bytes between the two sessions, where the data provider copied them into
+// nghttp2's frame buffer and that buffer was copied into the batch.
+// nghttp2_session_mem_send() hands out no bytes for such a frame and would
+// go on to the next one without coming back to send_h2_output()'s check on
+// the batch: once the batch is full, NGHTTP2_ERR_PAUSE (the frame is sent)
+// makes it return, or one call would move every window's worth of every
+// stream into the batch. NGHTTP2_ERR_CALLBACK_FAILURE for padding, which
+// sidemux never asks for.
+template <class Sent>
 int write_data_frame(Transport& transport, const nghttp2_frame* frame, const uint8_t* framehd,
-                     const uint8_t* payload, size_t length);
+                     const uint8_t* payload, size_t length, Sent sent) {
+  if (frame->data.padlen != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+  constexpr size_t kFrameHeader = 9;
+  transport.write({reinterpret_cast<const char*>(framehd), kFrameHeader});
+  transport.write({reinterpret_cast<const char*>(payload), length});
+  sent(length);
+  return transport.write_buffer_full() ? NGHTTP2_ERR_PAUSE : 0;
+}
 
 }  // namespace sidemux::core
