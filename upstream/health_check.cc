@@ -111,7 +111,7 @@ ssize_t HealthCheck::read_request_body(size_t len, uint32_t* data_flags) {
 }
 
 const uint8_t* HealthCheck::request_body_front() const {
-  return reinterpret_cast<const uint8_t*>(kRequest.data()) + request_sent_;
+  return kRequest.data() + request_sent_;
 }
 
 void HealthCheck::on_request_body_sent(size_t n) { request_sent_ += n; }

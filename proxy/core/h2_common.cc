@@ -5,7 +5,6 @@
 
 #include "proxy/core/flow_windows.h"
 #include "proxy/core/small_blocks.h"
-#include "proxy/core/transport.h"
 
 namespace sidemux::core {
 
