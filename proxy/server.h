@@ -57,6 +57,7 @@ class Server {
   uv_timer_t trim_timer_;
   uint32_t peak_since_trim_ = 0;  // open client connections, sampled each check
   uint64_t trimmed_at_ = 0;       // uv_now() of the last malloc_trim, 0: none yet
+  uint64_t freed_at_trim_ = 0;    // ProcessState::blocks_freed at the last malloc_trim
   core::FileWatch::Ptr watch_;  // reload.watch; on loop_
   std::atomic<unsigned> drained_{0};
   bool draining_ = false;

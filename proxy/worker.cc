@@ -13,8 +13,11 @@
 namespace sidemux {
 
 namespace {
-// A worker's crowd of client connections (release()).
-constexpr size_t kBlocksCrowd = 64;
+// How often a worker gives back the small blocks its lists held unused
+// (core::decay_small_blocks): a peak's blocks go within two periods, and
+// a period is long against the bursts of steady traffic, which keeps its
+// blocks.
+constexpr uint64_t kBlocksDecayMs = 10'000;
 
 Worker* self(uv_handle_t* h) { return static_cast<Worker*>(h->data); }
 
@@ -44,7 +47,8 @@ Worker::Worker(unsigned index, ProcessState& process, metrics::Registry& registr
                                                  std::move(tls));
   cluster_ = std::make_unique<upstream::Cluster>(*context_, context_->config()->cluster, process.health, false);
   uv_async_init(&loop_, &async_, [](uv_async_t* a) { self(reinterpret_cast<uv_handle_t*>(a))->on_async(); });
-  async_.data = this;
+  uv_timer_init(&loop_, &decay_timer_);
+  async_.data = decay_timer_.data = this;
 }
 
 Worker::~Worker() {
@@ -59,6 +63,9 @@ void Worker::start() {
   // uv_tcp_open takes ownership of the fds; uv_close will close them.
   apply_listeners(std::exchange(fds_, {}));
   context_->scheduler().start();
+  uv_timer_start(
+      &decay_timer_, [](uv_timer_t* t) { self(reinterpret_cast<uv_handle_t*>(t))->decay_blocks(); },
+      kBlocksDecayMs, kBlocksDecayMs);
   started_ = true;
   uv_thread_create(&thread_, [](void* arg) { static_cast<Worker*>(arg)->run(); }, this);
 }
@@ -71,6 +78,12 @@ void Worker::join() {
 void Worker::run() {
   cluster_->start();
   uv_run(&loop_, UV_RUN_DEFAULT);
+}
+
+void Worker::decay_blocks() {
+  // The pages the freed blocks pinned go back to the system at the next
+  // malloc_trim, which the server runs when enough was freed (server.cc).
+  if (size_t freed = core::decay_small_blocks()) process_.blocks_freed.fetch_add(freed, std::memory_order_relaxed);
 }
 
 void Worker::post(std::function<void(Worker&)> fn) {
@@ -146,7 +159,6 @@ LocalContext Worker::local_context() const {
 void Worker::adopt(std::unique_ptr<ClientConnection> conn) {
   conn->slot = connections_.size();
   connections_.push_back(std::move(conn));
-  connection_peak_ = std::max(connection_peak_, connections_.size());
 }
 
 void Worker::release(Listener* retired) {
@@ -159,19 +171,6 @@ void Worker::release(ClientConnection* conn) {
   std::swap(connections_[slot], connections_.back());
   connections_[slot]->slot = slot;
   connections_.pop_back();
-  // A crowd left (half of a peak of at least kBlocksCrowd): the blocks its
-  // streams and sessions freed go back to malloc, all of them, and again at
-  // each halving on until the crowd is gone, so that malloc_trim (server.cc)
-  // can return their pages. A cached block pins its page, and a crowd's
-  // blocks lie scattered over all of them: keeping 256 KiB of them held
-  // 7 MiB of RSS after 1,000 idle connections came and went. Steady
-  // traffic, whatever its bursts, keeps its connections and its lists.
-  if (connection_peak_ >= kBlocksCrowd) after_crowd_ = true;
-  if (after_crowd_ && connections_.size() <= connection_peak_ / 2) {
-    core::release_small_blocks(0);
-    connection_peak_ = connections_.size();
-    after_crowd_ = !connections_.empty();
-  }
   finish_drain_if_empty();
 }
 
@@ -217,6 +216,7 @@ void Worker::close_handles() {
     mailbox_closed_ = true;
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&decay_timer_), nullptr);
   context_->scheduler().close();
   drain_.close(nullptr);
   // Handles that remain (listeners already closing) end with the loop;

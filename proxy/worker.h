@@ -32,6 +32,7 @@ struct ProcessState {
   core::Logger& log;
   std::vector<const metrics::Registry*> registries;  // the server's and every worker's
   std::atomic<uint32_t> connections{0};               // open client connections, for max_connections
+  std::atomic<uint64_t> blocks_freed{0};              // bytes the workers' small-block lists gave back
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   unsigned workers = 1;
   // Members' health, written by the one checker (Server), read by every worker.
@@ -95,6 +96,7 @@ class Worker {
   void begin_drain();
   void finish_drain_if_empty();
   void close_handles();
+  void decay_blocks();
 
   ProcessState& process_;
   std::vector<int> fds_;
@@ -107,6 +109,7 @@ class Worker {
   std::unique_ptr<core::LoopContext> context_;
   std::unique_ptr<upstream::Cluster> cluster_;
   uv_async_t async_;
+  uv_timer_t decay_timer_;  // gives back unused small blocks (decay_blocks())
   ConnectionDrain drain_;
   uv_thread_t thread_{};
   bool started_ = false;
@@ -118,8 +121,6 @@ class Worker {
   std::vector<std::unique_ptr<Listener>> listeners_;  // in config order
   std::vector<std::unique_ptr<Listener>> retired_;    // removed by a reload, draining
   std::vector<std::unique_ptr<ClientConnection>> connections_;
-  size_t connection_peak_ = 0;  // since the small-block lists last shrank (release())
-  bool after_crowd_ = false;    // a crowd came: the lists shrink at each halving
 
   bool draining_ = false;
   bool closing_ = false;

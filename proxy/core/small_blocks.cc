@@ -1,5 +1,6 @@
 #include "proxy/core/small_blocks.h"
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstdint>
@@ -53,7 +54,7 @@ class ThreadLists {
   ThreadLists(const ThreadLists&) = delete;
   ThreadLists& operator=(const ThreadLists&) = delete;
   ~ThreadLists() {
-    shrink(0);
+    for (size_t c = 0; c < kClasses; ++c) free_blocks(c, lists_[c].count);
     // A session freed later in the thread's exit frees straight to malloc.
     cached_bytes_ = kMaxCachedBytes;
   }
@@ -65,6 +66,8 @@ class ThreadLists {
     if (block) {
       SIDEMUX_UNPOISON(block, sizeof(FreeBlock));
       list.head = list.head->next;
+      --list.count;
+      list.low_water = std::min(list.low_water, list.count);
       cached_bytes_ -= class_size(c);
     } else {
       block = std::malloc(class_size(c));
@@ -87,20 +90,21 @@ class ThreadLists {
     auto* b = static_cast<FreeBlock*>(block);
     b->next = list.head;
     list.head = b;
+    ++list.count;
     cached_bytes_ += class_size(c);
     SIDEMUX_POISON(block, class_size(c));
   }
 
-  void shrink(size_t keep) {
-    for (size_t c = kClasses; c-- > 0 && cached_bytes_ > keep;) {
-      while (cached_bytes_ > keep && lists_[c].head) {
-        FreeBlock* b = lists_[c].head;
-        SIDEMUX_UNPOISON(b, class_size(c));
-        lists_[c].head = b->next;
-        cached_bytes_ -= class_size(c);
-        std::free(b);
-      }
+  // Per class: as many blocks as lay unused on its list since the last
+  // decay (the list's low-water mark) go; the rest is what the period's
+  // traffic drew on.
+  size_t decay() {
+    size_t before = cached_bytes_;
+    for (size_t c = 0; c < kClasses; ++c) {
+      free_blocks(c, lists_[c].low_water);
+      lists_[c].low_water = lists_[c].count;
     }
+    return before - cached_bytes_;
   }
 
   size_t cached_bytes() const { return cached_bytes_; }
@@ -108,7 +112,23 @@ class ThreadLists {
  private:
   struct List {
     FreeBlock* head = nullptr;
+    size_t count = 0;
+    size_t low_water = 0;  // the least count since the last decay()
   };
+
+  void free_blocks(size_t c, size_t n) {
+    List& list = lists_[c];
+    for (; n > 0; --n) {
+      FreeBlock* b = list.head;
+      SIDEMUX_UNPOISON(b, class_size(c));
+      list.head = b->next;
+      --list.count;
+      cached_bytes_ -= class_size(c);
+      std::free(b);
+    }
+    list.low_water = std::min(list.low_water, list.count);
+  }
+
   std::array<List, kClasses> lists_;
   size_t cached_bytes_ = 0;
 };
@@ -198,7 +218,7 @@ nghttp2_mem* h2_memory() { return &memory; }
 
 std::pmr::memory_resource& small_block_resource() { return resource; }
 
-void release_small_blocks(size_t keep) { lists.shrink(keep); }
+size_t decay_small_blocks() { return lists.decay(); }
 
 size_t small_blocks_cached_bytes() { return lists.cached_bytes(); }
 

@@ -19,9 +19,10 @@
 // thread's list; each worker loop (one thread) holds its sessions and
 // streams anyway.
 // Bounded: a thread's lists keep at most kMaxCachedBytes together and free
-// the rest, whatever the load was; a worker whose crowd of connections left
-// empties its lists (release_small_blocks), so the heap pages they pinned
-// can go back; and they are freed when the thread ends.
+// the rest, whatever the load was; blocks that lay unused for a whole
+// decay period go back to malloc (decay_small_blocks), so that the heap
+// pages a peak's blocks pin can be returned; and the lists are freed when
+// the thread ends.
 //
 // Under AddressSanitizer a cached block is poisoned, so a use after free is
 // still reported (though reuse comes sooner than from ASan's quarantine),
@@ -42,8 +43,13 @@ nghttp2_mem* h2_memory();
 // One per process; its blocks are the calling thread's.
 std::pmr::memory_resource& small_block_resource();
 
-// Frees the calling thread's cached blocks beyond `keep` bytes.
-void release_small_blocks(size_t keep);
+// Frees the calling thread's blocks that no allocation drew on since its
+// last call (the low-water mark of its lists) and returns their bytes.
+// Called once a period, it keeps what the period's traffic used, bursts
+// included, and gives back what a peak left: a flood's thousands of
+// streams, or a crowd of connections that came and went, fill the lists to
+// their cap, and steady traffic after them never empties them.
+size_t decay_small_blocks();
 
 // Bytes cached on the calling thread's lists, for tests.
 size_t small_blocks_cached_bytes();

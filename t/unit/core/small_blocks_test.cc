@@ -59,19 +59,45 @@ TEST(H2Memory, ReallocKeepsTheBytesAcrossClassesAndIntoMalloc) {
 // the sanitizer tree.
 TEST(H2Memory, CacheIsBoundedPerThread) {
   size_t cached = 0;
-  size_t released = 0;
   std::thread t([&] {
     // Many more blocks of one class than a list keeps.
     std::vector<void*> blocks;
     for (size_t i = 0; i < 2 * kMaxCachedBytes / 256; ++i) blocks.push_back(alloc(200));
     for (void* p : blocks) release(p);
     cached = small_blocks_cached_bytes();
-    release_small_blocks(64 * 1024);
-    released = small_blocks_cached_bytes();
   });
   t.join();
   EXPECT_EQ(cached, kMaxCachedBytes);
-  EXPECT_EQ(released, 64u * 1024);
+}
+
+// Blocks of 200 bytes take the class of 256 with the header.
+void churn(size_t n) {
+  std::vector<void*> blocks;
+  for (size_t i = 0; i < n; ++i) blocks.push_back(alloc(200));
+  for (void* p : blocks) release(p);
+}
+
+TEST(H2Memory, DecayGivesBackWhatAPeriodLeftUnused) {
+  std::vector<size_t> freed;
+  std::vector<size_t> cached;
+  std::thread t([&] {
+    auto period_ends = [&] {
+      freed.push_back(decay_small_blocks());
+      cached.push_back(small_blocks_cached_bytes());
+    };
+    churn(1000);  // a peak
+    period_ends();
+    churn(10);  // steady traffic after it
+    period_ends();
+    churn(10);
+    period_ends();
+    period_ends();  // no traffic
+  });
+  t.join();
+  // The peak's period drew on every block it cached; the next one used 10,
+  // and the rest went; steady traffic keeps its 10; an idle period frees them.
+  EXPECT_EQ(freed, (std::vector<size_t>{0, 990 * 256, 0, 10 * 256}));
+  EXPECT_EQ(cached, (std::vector<size_t>{1000 * 256, 10 * 256, 10 * 256, 0}));
 }
 
 #if defined(__SANITIZE_ADDRESS__)
