@@ -48,15 +48,22 @@ constexpr size_t class_of(size_t total) { return static_cast<size_t>(std::bit_wi
 constexpr size_t class_size(size_t c) { return kSmallest << c; }
 static_assert(class_of(kSmallest) == 0 && class_of(kSmallest + 1) == 1 && class_of(kLargest) == kClasses - 1);
 
+// Trivially destructible, so that it stays usable to the end of its
+// thread: a session that a later thread_local destructor frees, or one
+// freed during exit() on the main thread, must still find the lists. What
+// they cache is freed by ExitDrain instead, which the thread's first
+// cached block brings to life.
 class ThreadLists {
  public:
-  ThreadLists() = default;
+  constexpr ThreadLists() = default;
   ThreadLists(const ThreadLists&) = delete;
   ThreadLists& operator=(const ThreadLists&) = delete;
-  ~ThreadLists() {
+
+  // At thread exit: everything cached goes, and later frees go to malloc.
+  void end() {
     for (size_t c = 0; c < kClasses; ++c) free_blocks(c, lists_[c].count);
-    // A session freed later in the thread's exit frees straight to malloc.
-    cached_bytes_ = kMaxCachedBytes;
+    cap_ = 0;
+    ended_ = true;
   }
 
   // A block of class `c` of which the first `bytes` may be touched.
@@ -80,10 +87,14 @@ class ThreadLists {
 
   void give(void* block, size_t c) {
     List& list = lists_[c];
-    if (cached_bytes_ + class_size(c) > kMaxCachedBytes) {
-      SIDEMUX_UNPOISON(block, class_size(c));
-      std::free(block);
-      return;
+    if (cached_bytes_ + class_size(c) > cap_) {
+      if (cap_ == 0 && !ended_) {
+        start();  // the thread's first block to keep
+      } else {
+        SIDEMUX_UNPOISON(block, class_size(c));
+        std::free(block);
+        return;
+      }
     }
     // The link may lie past what the block's last owner could touch.
     SIDEMUX_UNPOISON(block, sizeof(FreeBlock));
@@ -129,11 +140,28 @@ class ThreadLists {
     list.low_water = std::min(list.low_water, list.count);
   }
 
+  void start();
+
   std::array<List, kClasses> lists_;
   size_t cached_bytes_ = 0;
+  size_t cap_ = 0;  // kMaxCachedBytes from the first block kept until end()
+  bool ended_ = false;
 };
 
-thread_local ThreadLists lists;
+constinit thread_local ThreadLists lists;
+
+// Destroyed before every thread_local constructed before the thread's first
+// cached block, whose frees then go to malloc.
+struct ExitDrain {
+  void arm() {}
+  ~ExitDrain() { lists.end(); }
+};
+thread_local ExitDrain exit_drain;
+
+void ThreadLists::start() {
+  exit_drain.arm();  // odr-uses it: constructed now, destroyed at thread exit
+  cap_ = kMaxCachedBytes;
+}
 
 // nghttp2_mem: a header before each block.
 

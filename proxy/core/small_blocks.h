@@ -22,7 +22,7 @@
 // the rest, whatever the load was; blocks that lay unused for a whole
 // decay period go back to malloc (decay_small_blocks), so that the heap
 // pages a peak's blocks pin can be returned; and the lists are freed when
-// the thread ends.
+// the thread ends, after which its frees go to malloc.
 //
 // Under AddressSanitizer a cached block is poisoned, so a use after free is
 // still reported (though reuse comes sooner than from ASan's quarantine),
