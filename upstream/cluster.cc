@@ -17,6 +17,7 @@ Cluster::Cluster(core::LoopContext& context, const conf::Cluster& conf, HealthBo
     : context_(context),
       board_(board),
       checks_(checks),
+      kind_(conf.kind),
       routed_leader_(context.metrics().counter(metrics::kEtcdRouted, {"leader"})),
       routed_balanced_(context.metrics().counter(metrics::kEtcdRouted, {"balanced"})),
       balancer_(conf.balance) {
@@ -82,11 +83,16 @@ std::shared_ptr<Member> Cluster::pick(TriedMembers& tried, Route route) {
 
 void Cluster::apply(const conf::Cluster& next) {
   balancer_ = Balancer(next.balance);
+  // A member's kind is fixed when it is made (its health check, its leader
+  // gauge): a new kind makes every member anew, and the old ones drain as
+  // removed members do.
+  bool same_kind = next.kind == kind_;
+  kind_ = next.kind;
   std::vector<std::shared_ptr<Member>> kept;
   kept.reserve(next.members.size());
   for (const auto& conf : next.members) {
     auto same = [&](const std::shared_ptr<Member>& m) {
-      return m->name() == conf.name && m->address().to_string() == conf.address.to_string();
+      return same_kind && m->name() == conf.name && m->address().to_string() == conf.address.to_string();
     };
     if (auto it = std::find_if(members_.begin(), members_.end(), same); it != members_.end()) {
       kept.push_back(std::move(*it));

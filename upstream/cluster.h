@@ -83,6 +83,7 @@ class Cluster {
   core::LoopContext& context_;
   HealthBoard& board_;
   bool checks_;
+  conf::ClusterKind kind_;  // of the members_ (apply())
   metrics::Counter& routed_leader_;
   metrics::Counter& routed_balanced_;
   std::vector<std::shared_ptr<Member>> members_;

@@ -49,6 +49,22 @@ TEST(ClusterReload, KeepsUnchangedMembersStartsNewOnesRetiresRemovedOnes) {
   EXPECT_EQ(w.registry.gauge(metrics::kMemberUp, {"b"}).value(), 0);
 }
 
+TEST(ClusterReload, NewKindMakesEveryMemberAnew) {
+  unit::TestCluster w(kAB);
+  std::shared_ptr<Member> a = w.cluster().members()[0];
+  auto same_members_as_etcd = unit::load_config(
+      "listeners: [{name: client, address: '127.0.0.1:0'}]\n"
+      "cluster:\n  kind: etcd\n"
+      "  members: [{name: a, address: '127.0.0.1:1'}, {name: b, address: '127.0.0.1:2'}]\n");
+  w.cluster().apply(same_members_as_etcd->cluster);
+  // Same name and address, but its health check and gauges were grpc's.
+  EXPECT_EQ(names(w.cluster()), (std::vector<std::string>{"a", "b"}));
+  EXPECT_NE(w.cluster().members()[0], a);
+  std::shared_ptr<Member> etcd_a = w.cluster().members()[0];
+  w.cluster().apply(same_members_as_etcd->cluster);
+  EXPECT_EQ(w.cluster().members()[0], etcd_a);
+}
+
 TEST(ClusterAttempts, OnePickAndItsRetriesNeverTheSameMemberTwice) {
   unit::TestCluster w(
       "listeners: [{name: client, address: '127.0.0.1:0'}]\n"
