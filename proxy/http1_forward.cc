@@ -2,6 +2,7 @@
 
 #include <uv.h>
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -12,6 +13,7 @@
 #include "proxy/http1_session.h"
 #include "proxy/local_handlers.h"
 #include "proxy/worker.h"
+#include "upstream/etcd_routes.h"
 
 namespace sidemux {
 
@@ -163,6 +165,8 @@ void ForwardedRequest::on_upstream_head(const parsers::Http1Response& head) {
 
 void ForwardedRequest::on_upstream_body(std::span<const char> bytes) {
   bytes_out_ += bytes.size();
+  if (status_ >= 400 && config_->cluster.kind == conf::ClusterKind::etcd)
+    error_start_.append(bytes.data(), std::min(bytes.size(), upstream::kGatewayErrorPeek - error_start_.size()));
   core::Transport& t = conn_.transport();
   if (framing_ == ClientFraming::chunked) {
     response_head_.clear();
@@ -194,6 +198,8 @@ void ForwardedRequest::on_client_writable() {
 }
 
 void ForwardedRequest::on_upstream_end() {
+  // etcd moved its leader: learn the new one now, as for gRPC answers.
+  if (upstream::is_gateway_leader_change(status_, error_start_)) conn_.worker().cluster().request_status_round();
   release_upstream();
   if (framing_ == ClientFraming::chunked) conn_.transport().write(kLastChunk);
   // A request whose body is still coming cannot leave the connection in a

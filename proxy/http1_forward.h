@@ -106,6 +106,7 @@ class ForwardedRequest final : public upstream::Http1Exchange, public upstream::
   bool close_client_ = false;
 
   int status_ = 0;
+  std::string error_start_;  // kind etcd: the start of an error's body (on_upstream_end())
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   uint64_t bytes_in_ = 0;
   uint64_t bytes_out_ = 0;

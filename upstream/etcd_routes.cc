@@ -48,6 +48,11 @@ constexpr std::array<Rule, 15> kGateway = {{
     {"election/resign", false},
 }};
 
+constexpr std::string_view kNotLeader = "etcdserver: not leader";
+constexpr std::string_view kLeaderChanged = "etcdserver: leader changed";
+constexpr int kFailedPrecondition = 9;
+constexpr int kUnavailable = 14;
+
 template <size_t N>
 bool matches(const std::array<Rule, N>& rules, std::string_view path) {
   for (const Rule& r : rules)
@@ -69,9 +74,20 @@ bool is_leader_route(std::string_view path) {
 }
 
 bool is_leader_change_error(int grpc_status, std::string_view grpc_message) {
-  constexpr int kUnavailable = 14;
-  return grpc_status == kUnavailable &&
-         (grpc_message == "etcdserver: not leader" || grpc_message == "etcdserver: leader changed");
+  return (grpc_status == kFailedPrecondition && grpc_message == kNotLeader) ||
+         (grpc_status == kUnavailable && grpc_message == kLeaderChanged);
+}
+
+bool is_gateway_leader_change(int http_status, std::string_view body_start) {
+  // The message as a whole JSON string: a quoted value, not a part of one.
+  // Searched rather than parsed: what else the body says (and how it is
+  // spaced) does not matter, and etcd's messages hold nothing to escape.
+  auto names = [&](std::string_view message) {
+    size_t at = body_start.find(message);
+    return at != std::string_view::npos && at > 0 && body_start[at - 1] == '"' &&
+           at + message.size() < body_start.size() && body_start[at + message.size()] == '"';
+  };
+  return (http_status == 412 && names(kNotLeader)) || (http_status == 503 && names(kLeaderChanged));
 }
 
 bool is_dropped_proposal(int grpc_status, std::string_view grpc_message) {

@@ -10,10 +10,21 @@ namespace sidemux::upstream {
 // `path` is a gRPC :path or an HTTP/1 request target (a query is ignored).
 bool is_leader_route(std::string_view path);
 
-// etcd's answer when the member it reached no longer has the leader it
-// thought: "etcdserver: not leader" or "etcdserver: leader changed", with
-// grpc-status UNAVAILABLE. `grpc_message` as it came, percent-encoded.
+// etcd's answer when the member it reached is not, or no longer, where
+// the leader is: "etcdserver: not leader" with grpc-status
+// FAILED_PRECONDITION, or "etcdserver: leader changed" with UNAVAILABLE
+// (etcd's rpctypes, 3.4 and 3.5). `grpc_message` as it came,
+// percent-encoded.
 bool is_leader_change_error(int grpc_status, std::string_view grpc_message);
+
+// The same answers through etcd's grpc-gateway: the HTTP status of their
+// gRPC code (412, 503) and a JSON body that names the error, as etcd 3.4
+// answers a MoveLeader sent to a follower:
+// {"error":"etcdserver: not leader","message":"etcdserver: not leader","code":9}.
+// `body_start` is what came of the body, the start of it at least.
+bool is_gateway_leader_change(int http_status, std::string_view body_start);
+// Enough of a gateway error's body for is_gateway_leader_change.
+inline constexpr size_t kGatewayErrorPeek = 256;
 
 // etcd's answer when raft refused the proposal outright (a leadership
 // transfer under way, or no leader yet): raft's ErrProposalDropped, which

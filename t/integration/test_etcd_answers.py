@@ -6,9 +6,14 @@ grpcio servers that give them on demand: etcd's Maintenance/Status (the health
 check, naming a leader) and a KV/Put whose answer each test sets.
 
 - "etcdserver: not leader" starts a Status round at once, not at the next interval.
+  etcd gives it with FAILED_PRECONDITION (rpctypes.ErrGRPCNotLeader); through its
+  grpc-gateway it is a 412 with that code in the JSON, as etcd 3.4 answered a
+  MoveLeader (POST /v3/maintenance/transfer-leadership) sent to a follower here:
+  {"error":"etcdserver: not leader","message":"etcdserver: not leader","code":9}.
 - "raft proposal dropped" (raft refused the Put: nothing was applied) is tried on
   another member, and the client gets that member's answer.
 - Any other failure of a Put that reached a member is passed on, never replayed.
+- The grpc-gateway's "not leader" (HTTP/1) starts a Status round too.
 """
 
 import threading
@@ -18,7 +23,8 @@ from concurrent import futures
 import grpc
 import pytest
 
-from conftest import HOST, wait_members_up
+from conftest import HOST, http_request, wait_members_up
+from test_http1_forward import Http1Member
 
 INTERVAL_S = 10  # long: a Status call seen soon after a Put is the immediate round
 
@@ -82,6 +88,35 @@ class FakeEtcdMember:
         self.server.stop(0)
 
 
+class GatewayEtcdMember(Http1Member):
+    """etcd through both doors of its one port: Maintenance/Status over HTTP/2
+    names it leader (each call timed, as FakeEtcdMember's), and every
+    grpc-gateway request over HTTP/1 gets the answer etcd gives when the
+    member that took it is not the leader."""
+
+    NOT_LEADER = b'{"error":"etcdserver: not leader","message":"etcdserver: not leader","code":9}'
+
+    def __init__(self):
+        self.status_calls = []
+        super().__init__()
+
+    def _health_answer(self):
+        with self.lock:
+            self.status_calls.append(time.monotonic())
+        return status_response(1, 1)
+
+    def _http1_answer(self, line, headers, received):
+        return b"412 Precondition Failed", self.NOT_LEADER
+
+    def status_count(self):
+        with self.lock:
+            return len(self.status_calls)
+
+    @property
+    def port(self):
+        return self.sock.getsockname()[1]
+
+
 @pytest.fixture
 def fake_members():
     started = []
@@ -117,21 +152,38 @@ def put(sm):
         return call(b"\x0a\x01k\x12\x01v", timeout=5)
 
 
+def assert_status_round_follows(member, before, first_round):
+    """A Status call on `member` after its `before` calls, soon: within 3 s, well
+    before the round the interval would bring after `first_round`."""
+    deadline = time.monotonic() + 3
+    while member.status_count() == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert member.status_count() > before, "no Status round within 3 s of etcd's \"not leader\""
+    assert member.status_calls[before] < first_round + INTERVAL_S - 2
+
+
 def test_not_leader_starts_a_status_round_at_once(sidemux_factory, fake_members):
-    m1 = fake_members(1, 1, put_answer=(grpc.StatusCode.UNAVAILABLE, "etcdserver: not leader"))
+    m1 = fake_members(1, 1, put_answer=(grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: not leader"))
     sm = front(sidemux_factory, [m1])
     before = m1.status_count()
     first_round = m1.status_calls[0]
     with pytest.raises(grpc.RpcError) as err:
         put(sm)
-    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-    answered = time.monotonic()
-    deadline = answered + 3
-    while m1.status_count() == before and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert m1.status_count() > before, "no Status round within 3 s of etcd's \"not leader\""
-    # Well before the round the interval would have brought.
-    assert m1.status_calls[before] < first_round + INTERVAL_S - 2
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # passed on as it came
+    assert_status_round_follows(m1, before, first_round)
+
+
+def test_gateway_not_leader_starts_a_status_round_at_once(sidemux_factory):
+    m1 = GatewayEtcdMember()
+    try:
+        sm = front(sidemux_factory, [m1])
+        before = m1.status_count()
+        first_round = m1.status_calls[0]
+        r = http_request(sm.port, "/v3/kv/range", "POST", body=b'{"key":"aw=="}')
+        assert (r.status, r.body) == (412, GatewayEtcdMember.NOT_LEADER)
+        assert_status_round_follows(m1, before, first_round)
+    finally:
+        m1.close()
 
 
 def test_dropped_proposal_is_tried_on_another_member(sidemux_factory, fake_members):

@@ -361,8 +361,9 @@ class Http1Member(H2TestMember):
             for ev in conn.receive_data(data):
                 if isinstance(ev, h2.events.StreamEnded):
                     sid = ev.stream_id
+                    message = self._health_answer()
                     conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc")])
-                    conn.send_data(sid, b"\x00\x00\x00\x00\x02\x08\x01")  # SERVING
+                    conn.send_data(sid, b"\x00" + len(message).to_bytes(4, "big") + message)
                     conn.send_headers(sid, [("grpc-status", "0")], end_stream=True)
                 elif isinstance(ev, h2.events.DataReceived):
                     conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
@@ -424,10 +425,18 @@ class Http1Member(H2TestMember):
                 while len(buf) < length:
                     buf += more()
                 received, buf = buf[:length], buf[length:]
-            body = json.dumps({"line": lines[0], "headers": headers, "body_len": len(received),
-                               "body_sum": sum(received) % 65521}).encode()
-            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+            status, body = self._http1_answer(lines[0], headers, received)
+            sock.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nContent-Length: "
                          + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    def _health_answer(self):
+        """The message answering every HTTP/2 request: grpc.health.v1's SERVING."""
+        return b"\x08\x01"
+
+    def _http1_answer(self, line, headers, received):
+        """Status line's rest and JSON body for an HTTP/1 request: its echo."""
+        return b"200 OK", json.dumps({"line": line, "headers": headers, "body_len": len(received),
+                                      "body_sum": sum(received) % 65521}).encode()
 
 
 class BreakingHttp1Member(Http1Member):

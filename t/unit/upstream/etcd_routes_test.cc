@@ -40,11 +40,25 @@ TEST(EtcdRoutes, GatewayPathsUnderEveryVersionPrefix) {
 }
 
 TEST(EtcdRoutes, LeaderChangeErrors) {
-  EXPECT_TRUE(is_leader_change_error(14, "etcdserver: not leader"));
+  EXPECT_TRUE(is_leader_change_error(9, "etcdserver: not leader"));
   EXPECT_TRUE(is_leader_change_error(14, "etcdserver: leader changed"));
   EXPECT_FALSE(is_leader_change_error(0, "etcdserver: not leader"));
+  EXPECT_FALSE(is_leader_change_error(14, "etcdserver: not leader"));
+  EXPECT_FALSE(is_leader_change_error(9, "etcdserver: leader changed"));
   EXPECT_FALSE(is_leader_change_error(14, "etcdserver: no leader"));
   EXPECT_FALSE(is_leader_change_error(14, ""));
+}
+
+TEST(EtcdRoutes, GatewayLeaderChangeIsTheErrorsStatusAndItsJson) {
+  EXPECT_TRUE(is_gateway_leader_change(
+      412, R"({"error":"etcdserver: not leader","message":"etcdserver: not leader","code":9})"));
+  EXPECT_TRUE(is_gateway_leader_change(503, R"({"error": "etcdserver: leader changed", "code": 14})"));
+  EXPECT_FALSE(is_gateway_leader_change(200, R"({"error":"etcdserver: not leader","code":9})"));
+  EXPECT_FALSE(is_gateway_leader_change(503, R"({"error":"etcdserver: not leader","code":9})"));
+  EXPECT_FALSE(is_gateway_leader_change(412, R"({"error":"etcdserver: not leader yet","code":9})"));
+  EXPECT_FALSE(is_gateway_leader_change(412, R"({"error":"etcdserver: not leader)"));  // cut short
+  EXPECT_FALSE(is_gateway_leader_change(503, R"({"error":"etcdserver: no leader","code":14})"));
+  EXPECT_FALSE(is_gateway_leader_change(412, ""));
 }
 
 TEST(EtcdRoutes, DroppedProposals) {
