@@ -54,7 +54,9 @@ class Transport {
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
 
   void write(std::string_view bytes);
-  bool write_buffer_full() const { return out_.size() + tls_plain_.size() >= kWriteHighWater; }
+  // Bytes written and not yet handed to the socket.
+  size_t write_buffered() const { return out_.size() + tls_plain_.size(); }
+  bool write_buffer_full() const { return write_buffered() >= kWriteHighWater; }
   bool write_pending() const { return writing_ || !out_.empty() || !tls_plain_.empty(); }
   // uv_now() of the last completed write (0: none yet).
   uint64_t last_write_progress() const { return last_write_progress_; }

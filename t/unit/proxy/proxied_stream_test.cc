@@ -40,6 +40,32 @@ TEST(ProxiedStream, RequestLargerThanTheWindowsFlowsThrough) {
   EXPECT_EQ(client.header("grpc-status"), "0");
 }
 
+// A client that opened a window far larger than the answer and stopped
+// reading: sidemux takes from the member only what its own bounds hold (the
+// stream window, the transport's high-water mark, the socket's buffer),
+// whatever the client's window would allow. Large DATA frames go out
+// without a copy (NO_COPY), which once let one write of the session move a
+// stream's whole queue into the transport's batch.
+TEST(ProxiedStream, ClientThatStopsReadingHoldsBackTheMember) {
+  constexpr size_t kBody = 16 * 1024 * 1024;
+  TestProxy p;
+  p.member.long_body = kBody;
+  auto& client = p.h2_client(2 * kBody);
+  client.request(grpc_call(), std::string(5, '\0'));
+  ASSERT_TRUE(p.run_until([&] { return !client.body.empty(); }));
+  client.end.transport.pause_reading();
+  ASSERT_TRUE(unit::run_loop_until_still(p.worker.loop(), [&] { return p.member.long_body_sent; }));
+  EXPECT_LT(p.member.long_body_sent, size_t{2 * 1024 * 1024});
+  // At most one frame past the high-water mark.
+  constexpr size_t kFrame = 9 + 16 * 1024;
+  EXPECT_LE(p.accepted[0]->transport().write_buffered(), core::Transport::kWriteHighWater + kFrame);
+  // And it all flows once the client reads again.
+  client.end.transport.resume_reading();
+  ASSERT_TRUE(p.run_until([&] { return client.closed; }));
+  EXPECT_EQ(client.body.size(), kBody);
+  EXPECT_EQ(client.header("grpc-status"), "0");
+}
+
 TEST(ProxiedStream, DeadlineEndsTheStreamWithDeadlineExceeded) {
   TestProxy p;
   p.member.answer = TestMember::Answer::nothing;

@@ -48,6 +48,31 @@ inline bool run_loop_until(uv_loop_t* loop, const std::function<bool()>& done, u
   return done();
 }
 
+// Runs loop turns, none of them waiting for I/O, until `progress()` stayed
+// the same for `still_turns` turns in a row: what the peers on this loop
+// could do is done (a socketpair or loopback write is readable at once).
+// False if it still changed after `timeout_ms`.
+inline bool run_loop_until_still(uv_loop_t* loop, const std::function<size_t()>& progress, int still_turns = 500,
+                                 uint64_t timeout_ms = 5000) {
+  uv_idle_t spin;  // an active idle handle makes every turn poll without waiting
+  uv_idle_init(loop, &spin);
+  uv_idle_start(&spin, [](uv_idle_t*) {});
+  size_t last = progress();
+  int still = 0;
+  bool quiet = run_loop_until(
+      loop,
+      [&] {
+        size_t now = progress();
+        still = now == last ? still + 1 : 0;
+        last = now;
+        return still >= still_turns;
+      },
+      timeout_ms);
+  uv_close(reinterpret_cast<uv_handle_t*>(&spin), nullptr);
+  uv_run(loop, UV_RUN_NOWAIT);
+  return quiet;
+}
+
 // As main() does: writing to a peer that went away must not end the process.
 inline void ignore_sigpipe() { std::signal(SIGPIPE, SIG_IGN); }
 

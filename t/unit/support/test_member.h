@@ -82,6 +82,10 @@ class TestMember {
   // With Answer::ok: empty, a trailers-only answer; else HEADERS, this body
   // in DATA, then the grpc-status trailer, as a unary gRPC call is answered.
   std::string body;
+  // With Answer::ok and not 0, instead of `body`: HEADERS, this many bytes
+  // in DATA frame after frame as the windows allow, then the trailer (one
+  // such stream at a time).
+  size_t long_body = 0;
   uint32_t reset_code = NGHTTP2_INTERNAL_ERROR;
 
   // What it saw.
@@ -89,6 +93,7 @@ class TestMember {
   int requests = 0;
   int pings = 0;
   size_t request_bytes = 0;  // DATA payload received, all streams
+  size_t long_body_sent = 0;  // of long_body, handed to nghttp2
 
   // A held connection starts answering: its SETTINGS, then what it read.
   void release(Connection& c) {
@@ -194,6 +199,10 @@ class TestMember {
     switch (m.answer) {
       case Answer::partial: submit_body(session, id, m.body, false); break;
       case Answer::ok: {
+        if (m.long_body) {
+          submit_long_body(session, id, m);
+          break;
+        }
         if (!m.body.empty()) {
           submit_body(session, id, m.body, true);
           break;
@@ -222,6 +231,29 @@ class TestMember {
     nghttp2_data_provider provider{};
     provider.source.ptr = const_cast<std::string*>(&body);
     provider.read_callback = trailer ? read_body<true> : read_body<false>;
+    nghttp2_submit_response(session, id, nva, 2, &provider);
+  }
+  static void submit_long_body(nghttp2_session* session, int32_t id, TestMember& m) {
+    const nghttp2_nv nva[] = {
+        {(uint8_t*)":status", (uint8_t*)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t*)"content-type", (uint8_t*)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},
+    };
+    m.long_body_sent = 0;
+    nghttp2_data_provider provider{};
+    provider.source.ptr = &m;
+    provider.read_callback = [](nghttp2_session* s, int32_t stream_id, uint8_t* buf, size_t len, uint32_t* flags,
+                                nghttp2_data_source* src, void*) -> ssize_t {
+      auto& member = *static_cast<TestMember*>(src->ptr);
+      size_t n = std::min(len, member.long_body - member.long_body_sent);
+      std::memset(buf, 'l', n);
+      member.long_body_sent += n;
+      if (member.long_body_sent == member.long_body) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        const nghttp2_nv trailer[] = {{(uint8_t*)"grpc-status", (uint8_t*)"0", 11, 1, NGHTTP2_NV_FLAG_NONE}};
+        nghttp2_submit_trailer(s, stream_id, trailer, 1);
+      }
+      return static_cast<ssize_t>(n);
+    };
     nghttp2_submit_response(session, id, nva, 2, &provider);
   }
   template <bool kTrailer>

@@ -26,7 +26,9 @@ namespace sidemux::unit {
 // An HTTP/2 client over a transport: nghttp2's default session (windows
 // reopen as it reads), one stream at a time is enough for the tests.
 struct TestH2Client {
-  TestH2Client(core::LoopContext& context, int fd) : end(context, fd) {
+  // `window`: the connection's and every stream's receive window, if not
+  // nghttp2's default.
+  TestH2Client(core::LoopContext& context, int fd, int32_t window = 0) : end(context, fd) {
     nghttp2_session_callbacks* cbs;
     nghttp2_session_callbacks_new(&cbs);
     nghttp2_session_callbacks_set_on_header_callback(
@@ -50,7 +52,9 @@ struct TestH2Client {
         });
     nghttp2_session_client_new(&session, cbs, this);
     nghttp2_session_callbacks_del(cbs);
-    nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, nullptr, 0);
+    nghttp2_settings_entry entry{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(window)};
+    nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, &entry, window ? 1 : 0);
+    if (window) nghttp2_session_set_local_window_size(session, NGHTTP2_FLAG_NONE, 0, window);
     end.owner.on_read = [this] {
       PeerWork peer;
       nghttp2_session_mem_recv(session, reinterpret_cast<const uint8_t*>(end.owner.read.data()), end.owner.read.size());
@@ -135,6 +139,7 @@ class TestProxy {
   void accept(int fd) {
     auto conn = std::make_unique<ClientConnection>(worker, listener);
     ClientConnection* c = conn.get();
+    accepted.push_back(c);
     worker.adopt(std::move(conn));
     ASSERT_EQ(uv_tcp_open(reinterpret_cast<uv_tcp_t*>(c->stream()), fd), 0);
     c->start();
@@ -146,8 +151,8 @@ class TestProxy {
     accept(fds[0]);
     return fds[1];
   }
-  TestH2Client& h2_client() {
-    clients.push_back(std::make_unique<TestH2Client>(worker.context(), connect()));
+  TestH2Client& h2_client(int32_t window = 0) {
+    clients.push_back(std::make_unique<TestH2Client>(worker.context(), connect(), window));
     return *clients.back();
   }
   TestEndpoint& raw_client() {
@@ -174,6 +179,7 @@ class TestProxy {
   Listener listener;
   std::vector<std::unique_ptr<TestH2Client>> clients;
   std::vector<std::unique_ptr<TestEndpoint>> raw;
+  std::vector<ClientConnection*> accepted;  // the worker's, in order; alive while their client is
 };
 
 }  // namespace sidemux::unit
