@@ -7,7 +7,6 @@
 #include <utility>
 
 #include "proxy/core/metric_names.h"
-#include "proxy/core/process_stats.h"
 #include "proxy/listener.h"
 
 namespace sidemux {
@@ -15,8 +14,16 @@ namespace sidemux {
 namespace {
 Server* self(uv_handle_t* h) { return static_cast<Server*>(h->data); }
 
-// How often the server asks HeapTrim (two atomic loads and a read of
-// /proc/self/statm).
+// malloc_trim when a peak left: the open client connections fell to half
+// the peak seen since the last trim, a peak of at least kTrimCrowd, or the
+// workers' small-block lists gave back kTrimFreed bytes since then (a
+// flood's streams, say, on few connections). Clients that open and close a
+// connection per request make neither, so they cannot make the main
+// thread walk every arena each second; and one trim per kTrimGapMs at most.
+// Checked each kTrimCheckMs (two atomic loads).
+constexpr uint32_t kTrimCrowd = 256;
+constexpr uint64_t kTrimFreed = 1024 * 1024;
+constexpr uint64_t kTrimGapMs = 30'000;
 constexpr uint64_t kTrimCheckMs = 1000;
 
 // The sockets of a generation's listeners: one per worker and listener
@@ -270,14 +277,20 @@ void Server::close_handles() {
 
 void Server::maybe_trim() {
   if (!process_) return;
-  HeapTrim::Sample now{uv_now(&loop_), process_->connections.load(std::memory_order_relaxed),
-                       process_->blocks_freed.load(std::memory_order_relaxed), metrics::read_resident_memory_bytes()};
-  if (!trim_.due(now)) return;
+  uint32_t open = process_->connections.load(std::memory_order_relaxed);
+  peak_since_trim_ = std::max(peak_since_trim_, open);
+  uint64_t now = uv_now(&loop_);
+  uint64_t freed = process_->blocks_freed.load(std::memory_order_relaxed);
+  bool crowd_left = peak_since_trim_ >= kTrimCrowd && open <= peak_since_trim_ / 2;
+  bool blocks_left = freed - freed_at_trim_ >= kTrimFreed;
+  if (!(crowd_left || blocks_left) || (trimmed_at_ != 0 && now - trimmed_at_ < kTrimGapMs)) return;
+  peak_since_trim_ = open;
+  freed_at_trim_ = freed;
+  trimmed_at_ = now;
   // Walks every arena's free chunks and returns whole free pages (a few
   // milliseconds at most, on this thread); workers allocating meanwhile
   // wait for their arena's lock only while it is being walked.
   malloc_trim(0);
-  trim_.trimmed(now, metrics::read_resident_memory_bytes());
 }
 
 }  // namespace sidemux

@@ -16,7 +16,6 @@
 #include "proxy/core/loop_context.h"
 #include "proxy/core/metrics.h"
 #include "proxy/core/tls_context.h"
-#include "proxy/heap_trim.h"
 #include "proxy/worker.h"
 
 namespace sidemux {
@@ -56,7 +55,9 @@ class Server {
   // nghttp2 sessions and buffers) for reuse: after many closed, it is given
   // back to the system from here, off the workers' loops.
   uv_timer_t trim_timer_;
-  HeapTrim trim_;  // asked each second by trim_timer_
+  uint32_t peak_since_trim_ = 0;  // open client connections, sampled each check
+  uint64_t trimmed_at_ = 0;       // uv_now() of the last malloc_trim, 0: none yet
+  uint64_t freed_at_trim_ = 0;    // ProcessState::blocks_freed at the last malloc_trim
   core::FileWatch::Ptr watch_;  // reload.watch; on loop_
   std::atomic<unsigned> drained_{0};
   bool draining_ = false;

@@ -86,13 +86,10 @@ ProcessStats read_process_stats() {
         static_cast<double>(boot_time_seconds()) + static_cast<double>(field(fields, 19)) / ticks_per_second;
   }
 
-  ps.resident_memory_bytes = read_resident_memory_bytes();
+  ps.resident_memory_bytes =
+      field(read_proc_file("/proc/self/statm"), 1) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   ps.open_fds = count_open_fds();
   return ps;
-}
-
-uint64_t read_resident_memory_bytes() {
-  return field(read_proc_file("/proc/self/statm"), 1) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
 }  // namespace sidemux::metrics

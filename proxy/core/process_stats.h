@@ -14,7 +14,5 @@ struct ProcessStats {
   double start_time_seconds = 0;  // since the Unix epoch
 };
 ProcessStats read_process_stats();
-// Its resident_memory_bytes alone (one small read of /proc/self/statm).
-uint64_t read_resident_memory_bytes();
 
 }  // namespace sidemux::metrics
