@@ -48,8 +48,12 @@ constexpr std::array<Rule, 15> kGateway = {{
     {"election/resign", false},
 }};
 
-constexpr std::string_view kNotLeader = "etcdserver: not leader";
-constexpr std::string_view kLeaderChanged = "etcdserver: leader changed";
+// Quoted, as a JSON string value holds them; the messages are within.
+constexpr std::string_view kNotLeaderJson = R"("etcdserver: not leader")";
+constexpr std::string_view kLeaderChangedJson = R"("etcdserver: leader changed")";
+constexpr std::string_view unquoted(std::string_view json) { return json.substr(1, json.size() - 2); }
+constexpr std::string_view kNotLeader = unquoted(kNotLeaderJson);
+constexpr std::string_view kLeaderChanged = unquoted(kLeaderChangedJson);
 constexpr int kFailedPrecondition = 9;
 constexpr int kUnavailable = 14;
 
@@ -79,15 +83,11 @@ bool is_leader_change_error(int grpc_status, std::string_view grpc_message) {
 }
 
 bool is_gateway_leader_change(int http_status, std::string_view body_start) {
-  // The message as a whole JSON string: a quoted value, not a part of one.
+  // The message as a whole JSON string, quotes included, not a part of one.
   // Searched rather than parsed: what else the body says (and how it is
   // spaced) does not matter, and etcd's messages hold nothing to escape.
-  auto names = [&](std::string_view message) {
-    size_t at = body_start.find(message);
-    return at != std::string_view::npos && at > 0 && body_start[at - 1] == '"' &&
-           at + message.size() < body_start.size() && body_start[at + message.size()] == '"';
-  };
-  return (http_status == 412 && names(kNotLeader)) || (http_status == 503 && names(kLeaderChanged));
+  auto names = [&](std::string_view json) { return body_start.find(json) != std::string_view::npos; };
+  return (http_status == 412 && names(kNotLeaderJson)) || (http_status == 503 && names(kLeaderChangedJson));
 }
 
 bool is_dropped_proposal(int grpc_status, std::string_view grpc_message) {
