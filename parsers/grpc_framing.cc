@@ -28,12 +28,11 @@ void MessageFraming::advance(const uint8_t* data, size_t len) {
   }
 }
 
-std::optional<size_t> MessageFraming::rest_of_message(const uint8_t* ahead, size_t len) const {
-  if (at_boundary()) return 0;
-  MessageFraming probe = *this;
-  size_t n = probe.step(ahead, len);
-  if (!probe.at_boundary()) return std::nullopt;
-  return n;
+size_t MessageFraming::finish_message(const uint8_t* data, size_t len) {
+  size_t used = 0;
+  while (!at_boundary() && used < len) used += step(data + used, len - used);
+  return used;
 }
+
 
 }  // namespace sidemux::parsers::grpc

@@ -8,7 +8,6 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <optional>
 
 namespace sidemux::parsers::grpc {
 
@@ -18,9 +17,11 @@ class MessageFraming {
   void advance(const uint8_t* data, size_t len);
   // Between two messages (or before the first).
   bool at_boundary() const { return !in_payload_ && prefix_len_ == 0; }
-  // How many of `ahead` (the bytes that come next) end the current
-  // message: 0 at a boundary; nullopt when `ahead` does not hold its end.
-  std::optional<size_t> rest_of_message(const uint8_t* ahead, size_t len) const;
+  // Passes the bytes of `data` up to the end of the current message (none
+  // at a boundary) and returns how many; at_boundary() then tells whether
+  // they held its end. On a copy, it finds how much of what is buffered
+  // (in as many spans as it lies in) ends the message in progress.
+  size_t finish_message(const uint8_t* data, size_t len);
 
  private:
   // Takes bytes of the current message (a new one at a boundary) up to its

@@ -119,7 +119,9 @@ void ForwardedRequest::flush_request() {
     head_sent_ = true;
   }
   if (!pending_body_.empty()) {
-    up_->write({reinterpret_cast<const char*>(pending_body_.data()), pending_body_.size()});
+    pending_body_.for_each(0, pending_body_.size(), [this](const uint8_t* data, size_t len) {
+      up_->write({reinterpret_cast<const char*>(data), len});
+    });
     pending_body_.clear();
   }
   if (request_ended_ && !request_end_sent_ && !tunnel_) {

@@ -275,7 +275,7 @@ ssize_t ProxiedStream::read_response_body(size_t len, uint32_t* data_flags) {
 }
 
 void ProxiedStream::on_response_body_sent(size_t n) {
-  response_sent_.advance(response_body_.data(), n);
+  response_body_.for_each(0, n, [this](const uint8_t* data, size_t len) { response_sent_.advance(data, len); });
   response_body_.consume(n);
   bytes_out_ += n;
 }
@@ -394,8 +394,12 @@ void ProxiedStream::end_with_status(int grpc_status, std::string_view message) {
     // resumes from. A reset could only say CANCELLED, which makes etcd's
     // client give up a Watch, or REFUSED_STREAM, which invites a replay of
     // a stream the member has seen.
-    std::optional<size_t> rest = response_sent_.rest_of_message(response_body_.data(), response_body_.size());
-    response_body_.truncate(rest.value_or(0));
+    parsers::grpc::MessageFraming probe = response_sent_;
+    size_t rest = 0;
+    response_body_.for_each(0, response_body_.size(), [&](const uint8_t* data, size_t len) {
+      rest += probe.finish_message(data, len);
+    });
+    response_body_.truncate(probe.at_boundary() ? rest : 0);
     trailers_ = std::move(status);
     response_ended_ = true;
     down_.resume_data(down_id_);

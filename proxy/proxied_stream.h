@@ -53,7 +53,7 @@ class ProxiedStream final : public upstream::StreamHandler, private upstream::Me
   // whose bytes the client session takes from response_body_front() as it
   // writes the frame, then calls on_response_body_sent().
   ssize_t read_response_body(size_t len, uint32_t* data_flags);
-  const uint8_t* response_body_front() const { return response_body_.data(); }
+  core::ByteQueue::Tail response_body_front() const { return response_body_.from(0); }
   void on_response_body_sent(size_t n);
   // The client's stream closed: normally, by RST_STREAM, or with its
   // connection. Cancels the member's stream if it is still open.
@@ -64,7 +64,7 @@ class ProxiedStream final : public upstream::StreamHandler, private upstream::Me
   void on_response_headers_end(bool trailer, bool end_stream) override;
   void on_response_data(const uint8_t* data, size_t len, bool end_stream) override;
   ssize_t read_request_body(size_t len, uint32_t* data_flags) override;
-  const uint8_t* request_body_front() const override { return request_body_.data() + request_sent_; }
+  core::ByteQueue::Tail request_body_front() const override { return request_body_.from(request_sent_); }
   void on_request_body_sent(size_t n) override;
   void on_upstream_close(Close kind, uint32_t error_code, std::string_view reason) override;
 

@@ -30,7 +30,10 @@ int to_int(std::string_view v, int fallback) {
 }  // namespace
 
 HealthCheck::HealthCheck(core::LoopContext& context, Member& member)
-    : context_(context), member_(member), etcd_(context.config()->cluster.kind == conf::ClusterKind::etcd) {
+    : context_(context),
+      member_(member),
+      etcd_(context.config()->cluster.kind == conf::ClusterKind::etcd),
+      request_(&context.stream_memory()) {
   uv_timer_init(context.loop(), &timer_);
   timer_.data = this;
 }
@@ -77,6 +80,8 @@ void HealthCheck::run() {
   const auto& hc = context_.config()->cluster.health_check;
   in_flight_ = true;
   started_ = uv_now(context_.loop());
+  request_.clear();
+  request_.append(kRequest.data(), kRequest.size());
   request_sent_ = 0;
   http_status_ = 0;
   grpc_status_ = -1;
@@ -108,10 +113,6 @@ ssize_t HealthCheck::read_request_body(size_t len, uint32_t* data_flags) {
   size_t n = std::min(len, kRequest.size() - request_sent_);
   if (request_sent_ + n == kRequest.size()) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
   return static_cast<ssize_t>(n);
-}
-
-const uint8_t* HealthCheck::request_body_front() const {
-  return kRequest.data() + request_sent_;
 }
 
 void HealthCheck::on_request_body_sent(size_t n) { request_sent_ += n; }

@@ -61,7 +61,7 @@ class HealthCheck final : public StreamHandler {
 
   // StreamHandler, in the order of a check: request out, answer in.
   ssize_t read_request_body(size_t len, uint32_t* data_flags) override;
-  const uint8_t* request_body_front() const override;
+  core::ByteQueue::Tail request_body_front() const override { return request_.from(request_sent_); }
   void on_request_body_sent(size_t n) override;
   void on_response_header(std::string_view name, std::string_view value, bool trailer) override;
   void on_response_headers_end(bool trailer, bool end_stream) override;
@@ -89,6 +89,7 @@ class HealthCheck final : public StreamHandler {
   int grpc_status_ = -1;
   std::string grpc_message_;
   bool etcd_;  // kind etcd at construction: Maintenance/Status checks
+  core::ByteQueue request_;  // the check's request body, for the data provider
   // A HealthCheckResponse is 2 bytes after its 5-byte prefix; a
   // StatusResponse about 100, plus its errors. A longer answer is cut here
   // and fails to decode: a member cannot make a check buffer more.

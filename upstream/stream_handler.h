@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "proxy/core/byte_queue.h"
+
 namespace sidemux::upstream {
 
 class StreamHandler {
@@ -27,8 +29,8 @@ class StreamHandler {
   // request_body_front() into its write batch, then calls
   // on_request_body_sent().
   virtual ssize_t read_request_body(size_t len, uint32_t* data_flags) = 0;
-  // The first request body bytes not sent yet.
-  virtual const uint8_t* request_body_front() const = 0;
+  // The request body bytes not sent yet.
+  virtual core::ByteQueue::Tail request_body_front() const = 0;
   virtual void on_request_body_sent(size_t n) = 0;
   enum class Close {
     done,      // both sides ended normally

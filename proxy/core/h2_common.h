@@ -12,6 +12,7 @@
 #include <cstring>
 #include <span>
 
+#include "proxy/core/byte_queue.h"
 #include "proxy/core/transport.h"
 
 namespace sidemux::core {
@@ -51,8 +52,8 @@ inline bool count_header_field(uint32_t& total, size_t namelen, size_t valuelen,
 // nothing is left. Returns 0, or the fatal nghttp2 error.
 int send_h2_output(nghttp2_session* session, Transport& transport);
 
-// How a data provider hands nghttp2 the `n` bytes at `front` of a stream's
-// buffer for the next DATA frame. A small payload is copied into nghttp2's
+// How a data provider hands nghttp2 the next `n` bytes of a stream's queue
+// (`front`) for the next DATA frame. A small payload is copied into nghttp2's
 // frame buffer (`buf`) and `sent(n)` runs at once: for a unary call's
 // 100-byte message the copy is cheaper than the second callback, the stream
 // lookup and the two appends of a NO_COPY frame (38.6k against 40.1k
@@ -60,23 +61,25 @@ int send_h2_output(nghttp2_session* session, Transport& transport);
 // NGHTTP2_DATA_FLAG_NO_COPY, and write_data_frame() moves it.
 inline constexpr size_t kNoCopyMinPayload = 4096;
 template <class Sent>
-ssize_t provide_data(ssize_t n, const uint8_t* front, uint8_t* buf, uint32_t* data_flags, Sent sent) {
+ssize_t provide_data(ssize_t n, ByteQueue::Tail front, uint8_t* buf, uint32_t* data_flags, Sent sent) {
   if (n <= 0) return n;
   if (static_cast<size_t>(n) >= kNoCopyMinPayload) {
     *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
     return n;
   }
-  std::memcpy(buf, front, static_cast<size_t>(n));
+  front.copy_to(buf, static_cast<size_t>(n));
   sent(static_cast<size_t>(n));
   return n;
 }
 
 // The send_data_callback of a DATA frame whose data provider set
-// NGHTTP2_DATA_FLAG_NO_COPY: nghttp2's 9-byte frame header, then `length`
-// bytes of `payload` (the front of the stream's buffer) straight into the
-// transport's batch, and `sent(length)`. That is the one copy of a body's
-// bytes between the two sessions, where the data provider copied them into
-// nghttp2's frame buffer and that buffer was copied into the batch.
+// NGHTTP2_DATA_FLAG_NO_COPY: nghttp2's 9-byte frame header into the
+// transport's batch, then `length` bytes of `payload` (the front of the
+// stream's queue) into the same gathered write from the queue's blocks,
+// which the transport holds until written, and `sent(length)`. The bytes
+// are copied once between the two sessions, into the queue as they came
+// in, where the data provider copied them into nghttp2's frame buffer,
+// that buffer into the batch, and the batch into the socket's buffer.
 // nghttp2_session_mem_send() hands out no bytes for such a frame and would
 // go on to the next one without coming back to send_h2_output()'s check on
 // the batch: once the batch is full, NGHTTP2_ERR_PAUSE (the frame is sent)
@@ -85,11 +88,13 @@ ssize_t provide_data(ssize_t n, const uint8_t* front, uint8_t* buf, uint32_t* da
 // sidemux never asks for.
 template <class Sent>
 int write_data_frame(Transport& transport, const nghttp2_frame* frame, const uint8_t* framehd,
-                     const uint8_t* payload, size_t length, Sent sent) {
+                     ByteQueue::Tail payload, size_t length, Sent sent) {
   if (frame->data.padlen != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
   constexpr size_t kFrameHeader = 9;
   transport.write({reinterpret_cast<const char*>(framehd), kFrameHeader});
-  transport.write({reinterpret_cast<const char*>(payload), length});
+  payload.for_each_block(length, [&transport](const uint8_t* data, size_t len, ByteQueue::BlockRef ref) {
+    transport.write(data, len, std::move(ref));
+  });
   sent(length);
   return transport.write_buffer_full() ? NGHTTP2_ERR_PAUSE : 0;
 }

@@ -4,11 +4,12 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
-#include <cstdio>
+#include <cstring>
 #include <ctime>
 
 #include "proxy/core/log_ring.h"
@@ -26,42 +27,48 @@ constexpr std::array<bool, 256> kNeedsEscape = [] {
   return t;
 }();
 
-}  // namespace
+char* put(char* p, std::string_view s) {
+  return std::copy(s.begin(), s.end(), p);
+}
 
-void append_json_escaped(std::string& out, std::string_view s) {
-  // Runs of bytes that need no escape go in one append: log values are
+// The line is formatted by pointer into room reserved for its longest
+// form (LogField::max_size()), then cut to what was written: an access line
+// is some forty pieces, and appending each to a std::string (a capacity
+// check and a call apiece) cost as much as the rest of the line together.
+
+// Writes `s` as the body of a JSON string; at most 6 bytes per byte of `s`.
+char* put_json_escaped(char* p, std::string_view s) {
+  // Runs of bytes that need no escape go in one copy: log values are
   // mostly plain ASCII.
   size_t run = 0;
   for (size_t i = 0; i < s.size(); ++i) {
     unsigned char c = static_cast<unsigned char>(s[i]);
     if (!kNeedsEscape[c]) continue;
-    out.append(s.data() + run, i - run);
+    p = put(p, s.substr(run, i - run));
     run = i + 1;
+    *p++ = '\\';
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"': *p++ = '"'; break;
+      case '\\': *p++ = '\\'; break;
+      case '\n': *p++ = 'n'; break;
+      case '\r': *p++ = 'r'; break;
+      case '\t': *p++ = 't'; break;
       default: {
-        char buf[8];
-        std::snprintf(buf, sizeof buf, "\\u%04x", c);
-        out += buf;
+        static constexpr char kHex[] = "0123456789abcdef";
+        p = put(p, "u00");
+        *p++ = kHex[c >> 4];
+        *p++ = kHex[c & 0xf];
       }
     }
   }
-  out.append(s.data() + run, s.size() - run);
+  return put(p, s.substr(run));
 }
 
-namespace {
+constexpr size_t kNumberRoom = 24;  // an int64_t, a double's shortest form
 
-void append_number(std::string& out, int64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
+char* put_number(char* p, int64_t v) { return std::to_chars(p, p + kNumberRoom, v).ptr; }
 
-void append_double(std::string& out, double v) {
+char* put_double(char* p, double v) {
   // Durations in milliseconds rounded to microseconds (every access line)
   // print as integer digits: the same text as the shortest round-trip form
   // below, for a tenth of its cost. Such a value has at most 12 significant
@@ -69,25 +76,25 @@ void append_double(std::string& out, double v) {
   if (v >= 0 && v < 1e9) {
     auto thousandths = static_cast<int64_t>(std::llround(v * 1000));
     if (static_cast<double>(thousandths) / 1000 == v) {
-      append_number(out, thousandths / 1000);
+      p = put_number(p, thousandths / 1000);
       if (int64_t frac = thousandths % 1000) {
         char digits[4] = {'.', static_cast<char>('0' + frac / 100), static_cast<char>('0' + frac / 10 % 10),
                           static_cast<char>('0' + frac % 10)};
         size_t len = sizeof digits;
         while (digits[len - 1] == '0') --len;
-        out.append(digits, len);
+        p = put(p, {digits, len});
       }
-      return;
+      return p;
     }
   }
-  char buf[32];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
+  return std::to_chars(p, p + kNumberRoom, v).ptr;
 }
 
 // RFC 3339 UTC with milliseconds, what log shippers parse without help. The
 // part up to the seconds is formatted once per second per thread.
-void append_timestamp(std::string& out) {
+constexpr size_t kTimestampRoom = 24;  // "2006-01-02T15:04:05.000Z"
+
+char* put_timestamp(char* p) {
   thread_local time_t cached_secs = -1;
   thread_local char cached[24];  // "2006-01-02T15:04:05."
   thread_local size_t cached_len = 0;
@@ -100,12 +107,22 @@ void append_timestamp(std::string& out) {
     cached_len = std::strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S.", &tm);
     cached_secs = secs;
   }
-  out.append(cached, cached_len);
+  p = put(p, {cached, cached_len});
   int frac = static_cast<int>(ms % 1000);
   char tail[4] = {static_cast<char>('0' + frac / 100), static_cast<char>('0' + frac / 10 % 10),
                   static_cast<char>('0' + frac % 10), 'Z'};
-  out.append(tail, sizeof tail);
+  return put(p, {tail, sizeof tail});
 }
+
+}  // namespace
+
+void append_json_escaped(std::string& out, std::string_view s) {
+  size_t at = out.size();
+  out.resize(at + 6 * s.size());
+  out.resize(static_cast<size_t>(put_json_escaped(out.data() + at, s) - out.data()));
+}
+
+namespace {
 
 // The writer thread: everything queued goes out in as few write(2) calls as
 // the reader allows. An error drops the batch: there is nowhere left to
@@ -150,33 +167,41 @@ std::string& line_buffer() {
 
 }  // namespace
 
-void LogField::append_json(std::string& out) const {
-  // Keys are identifiers written in the code, never peer data: no escaping.
-  out += ",\"";
-  out += key_;
-  out += "\":";
-  switch (kind_) {
-    case Kind::str:
-      out += '"';
-      append_json_escaped(out, str_);
-      out += '"';
-      break;
-    case Kind::num: append_number(out, num_); break;
-    case Kind::dbl: append_double(out, dbl_); break;
-    case Kind::boolean: out += num_ ? "true" : "false"; break;
-  }
+size_t LogField::max_size() const {
+  // `,"key":` and the value: quoted and escaped, or a number.
+  size_t value = kind_ == Kind::str ? 2 + 6 * str_.size() : kNumberRoom;
+  return 4 + key_.size() + value;
 }
 
-void LogField::append_text(std::string& out) const {
-  out += ' ';
-  out += key_;
-  out += '=';
+char* LogField::write_json(char* p) const {
+  // Keys are identifiers written in the code, never peer data: no escaping.
+  p = put(p, ",\"");
+  p = put(p, key_);
+  p = put(p, "\":");
   switch (kind_) {
-    case Kind::str: out += str_; break;
-    case Kind::num: append_number(out, num_); break;
-    case Kind::dbl: append_double(out, dbl_); break;
-    case Kind::boolean: out += num_ ? "true" : "false"; break;
+    case Kind::str:
+      *p++ = '"';
+      p = put_json_escaped(p, str_);
+      *p++ = '"';
+      break;
+    case Kind::num: p = put_number(p, num_); break;
+    case Kind::dbl: p = put_double(p, dbl_); break;
+    case Kind::boolean: p = put(p, num_ ? "true" : "false"); break;
   }
+  return p;
+}
+
+char* LogField::write_text(char* p) const {
+  *p++ = ' ';
+  p = put(p, key_);
+  *p++ = '=';
+  switch (kind_) {
+    case Kind::str: p = put(p, str_); break;
+    case Kind::num: p = put_number(p, num_); break;
+    case Kind::dbl: p = put_double(p, dbl_); break;
+    case Kind::boolean: p = put(p, num_ ? "true" : "false"); break;
+  }
+  return p;
 }
 
 Logger::Logger(int fd, size_t buffer_bytes) : dropped_(registry_.counter(metrics::kLogLinesDropped)) {
@@ -208,27 +233,34 @@ void Logger::configure(const conf::Log& log) {
 
 void Logger::log(conf::LogLevel level, std::string_view msg, std::initializer_list<LogField> fields) const {
   if (!enabled(level) || !ring_) return;
+  std::string_view level_name = conf::to_string(level);
+  // The JSON form's constant parts, its message escaped and each field at
+  // its longest: the text form takes no more.
+  size_t room = 64 + level_name.size() + 6 * msg.size();
+  for (const auto& f : fields) room += f.max_size();
   std::string& line = line_buffer();
+  line.resize(room);
+  char* p = line.data();
   if (format_.load(std::memory_order_relaxed) == conf::LogFormat::json) {
-    line += "{\"ts\":\"";
-    append_timestamp(line);
-    line += "\",\"level\":\"";
-    line += conf::to_string(level);
-    line += "\",\"msg\":\"";
-    append_json_escaped(line, msg);
-    line += '"';
-    for (const auto& f : fields) f.append_json(line);
-    line += "}\n";
+    p = put(p, "{\"ts\":\"");
+    p = put_timestamp(p);
+    p = put(p, "\",\"level\":\"");
+    p = put(p, level_name);
+    p = put(p, "\",\"msg\":\"");
+    p = put_json_escaped(p, msg);
+    *p++ = '"';
+    for (const auto& f : fields) p = f.write_json(p);
+    p = put(p, "}\n");
   } else {
-    append_timestamp(line);
-    line += ' ';
-    line += conf::to_string(level);
-    line += ' ';
-    line += msg;
-    for (const auto& f : fields) f.append_text(line);
-    line += '\n';
+    p = put_timestamp(p);
+    *p++ = ' ';
+    p = put(p, level_name);
+    *p++ = ' ';
+    p = put(p, msg);
+    for (const auto& f : fields) p = f.write_text(p);
+    *p++ = '\n';
   }
-  if (!ring_->push(line)) dropped_.inc();
+  if (!ring_->push({line.data(), static_cast<size_t>(p - line.data())})) dropped_.inc();
 }
 
 }  // namespace sidemux::core

@@ -36,8 +36,12 @@ class LogField {
   LogField(std::string_view key, unsigned long long v) : key_(key), num_(static_cast<int64_t>(v)), kind_(Kind::num) {}
   LogField(std::string_view key, double v) : key_(key), dbl_(v), kind_(Kind::dbl) {}
 
-  void append_json(std::string& out) const;
-  void append_text(std::string& out) const;
+  // The most bytes write_json() or write_text() may write.
+  size_t max_size() const;
+  // Write the field (with its leading separator) at `p`, which has
+  // max_size() bytes of room; return the end.
+  char* write_json(char* p) const;
+  char* write_text(char* p) const;
 
  private:
   enum class Kind { str, num, dbl, boolean };

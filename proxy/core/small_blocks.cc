@@ -25,13 +25,19 @@ namespace {
 // class is a handful of instructions where the pmr pools search their chunks
 // on every deallocate (see the header).
 //
-// Blocks of 32, 64, ... 1024 bytes; larger ones are malloc's. nghttp2_mem's
+// Blocks of 32, 64, ... 16384 bytes; larger ones are malloc's. nghttp2_mem's
 // free() is not told the size, so nghttp2's blocks carry their class in a
 // header, which keeps the caller's block at malloc's alignment.
 constexpr size_t kHeader = alignof(std::max_align_t);
 constexpr size_t kSmallest = 32;
-constexpr size_t kClasses = 6;
+constexpr size_t kClasses = 10;
 constexpr size_t kLargest = kSmallest << (kClasses - 1);
+// nghttp2's own blocks stop at 1 KiB: above that it allocates per session
+// (its 4 KiB stream map, its 16 KiB frame buffer), and with the header a
+// class would round each up to twice its size for every idle connection.
+// The stream memory's larger blocks are body queues' (ByteQueue), sized to
+// the classes, and come and go with the traffic.
+constexpr size_t kH2Largest = 1024;
 constexpr uint32_t kLargeBlock = UINT32_MAX;
 
 struct alignas(kHeader) Header {
@@ -166,7 +172,7 @@ void ThreadLists::start() {
 // nghttp2_mem: a header before each block.
 
 void* h2_malloc(size_t size, void*) {
-  if (size > kLargest - kHeader) {
+  if (size > kH2Largest - kHeader) {
     auto* h = static_cast<Header*>(std::malloc(kHeader + size));
     if (!h) return nullptr;
     h->size_class = kLargeBlock;

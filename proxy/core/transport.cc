@@ -99,6 +99,14 @@ void Transport::write(std::string_view bytes) {
   if (!producing_) schedule();
 }
 
+void Transport::write(const uint8_t* data, size_t len, ByteQueue::BlockRef ref) {
+  if (closing_) return;
+  if (tls_) return write({reinterpret_cast<const char*>(data), len});
+  out_shared_.push_back({out_.size(), data, len, std::move(ref)});
+  out_shared_bytes_ += len;
+  if (!producing_) schedule();
+}
+
 void Transport::schedule() {
   if (!closing_) context_.scheduler().schedule(this);
 }
@@ -119,20 +127,36 @@ void Transport::flush() {
     tls_->drain_ciphertext(out_);
   }
   if (writing_) return;
-  if (out_.empty()) {
+  if (out_.empty() && out_shared_.empty()) {
     if (close_after_flush_) close();
     return;
   }
   std::swap(out_, inflight_);
+  std::swap(out_shared_, inflight_shared_);
   out_.clear();
+  bytes_out_.inc(inflight_.size() + out_shared_bytes_);
+  out_shared_bytes_ = 0;
   writing_ = true;
-  bytes_out_.inc(inflight_.size());
-  uv_buf_t buf = uv_buf_init(inflight_.data(), static_cast<unsigned>(inflight_.size()));
-  int rc = uv_write(&write_req_, stream(), &buf, 1, [](uv_write_t* req, int status) {
+  // out_'s bytes with the blocks' between them, in order.
+  bufs_.clear();
+  size_t from = 0;
+  auto own = [this, &from](size_t to) {
+    if (to > from) bufs_.push_back(uv_buf_init(inflight_.data() + from, static_cast<unsigned>(to - from)));
+    from = to;
+  };
+  for (const Shared& piece : inflight_shared_) {
+    own(piece.at);
+    bufs_.push_back(uv_buf_init(reinterpret_cast<char*>(const_cast<uint8_t*>(piece.data)),
+                                static_cast<unsigned>(piece.len)));
+  }
+  own(inflight_.size());
+  int rc = uv_write(&write_req_, stream(), bufs_.data(), static_cast<unsigned>(bufs_.size()),
+                    [](uv_write_t* req, int status) {
     static_cast<Transport*>(req->data)->on_write_done(status);
   });
   if (rc != 0) {
     writing_ = false;
+    inflight_shared_.clear();
     owner_.on_transport_error(rc);
   }
 }
@@ -140,6 +164,7 @@ void Transport::flush() {
 void Transport::on_write_done(int status) {
   writing_ = false;
   release_if_burst(inflight_);
+  inflight_shared_.clear();  // the blocks' bytes are the socket's now
   if (out_.empty()) release_if_burst(out_);
   last_write_progress_ = uv_now(context_.loop());
   if (closing_) return;

@@ -12,6 +12,9 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "proxy/core/byte_queue.h"
 
 #include "proxy/core/metrics.h"
 #include "proxy/core/tls.h"
@@ -54,10 +57,14 @@ class Transport {
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
 
   void write(std::string_view bytes);
+  // Bytes of a queue's block, written from where they lie (one gathered
+  // write with the rest of the batch); `ref` keeps them until the write
+  // completed. Copied under TLS, which encrypts the batch anyway.
+  void write(const uint8_t* data, size_t len, ByteQueue::BlockRef ref);
   // Bytes written and not yet handed to the socket.
-  size_t write_buffered() const { return out_.size() + tls_plain_.size(); }
+  size_t write_buffered() const { return out_.size() + out_shared_bytes_ + tls_plain_.size(); }
   bool write_buffer_full() const { return write_buffered() >= kWriteHighWater; }
-  bool write_pending() const { return writing_ || !out_.empty() || !tls_plain_.empty(); }
+  bool write_pending() const { return writing_ || write_buffered() > 0; }
   // uv_now() of the last completed write (0: none yet).
   uint64_t last_write_progress() const { return last_write_progress_; }
   void schedule();  // produce_and_flush() on this loop turn
@@ -90,6 +97,18 @@ class Transport {
   // steady traffic allocates nothing and a burst is given back.
   std::string out_;
   std::string inflight_;
+  // Blocks' bytes in the batch, each at its place among out_'s bytes: it
+  // goes out after out_[0, at).
+  struct Shared {
+    size_t at;
+    const uint8_t* data;
+    size_t len;
+    ByteQueue::BlockRef ref;
+  };
+  std::vector<Shared> out_shared_;
+  std::vector<Shared> inflight_shared_;
+  size_t out_shared_bytes_ = 0;
+  std::vector<uv_buf_t> bufs_;  // the gathered write, reused
   // Plaintext for TLS, encrypted once per flush: one SSL_write per batch
   // rather than per HTTP/2 frame makes full-size records.
   std::string tls_plain_;

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "proxy/core/byte_queue.h"
 #include "proxy/core/tls.h"
 #include "t/unit/support/test_tls.h"
 #include "t/unit/support/test_transport.h"
@@ -29,6 +30,36 @@ TEST(Transport, WritesOfOneTurnGoOutTogetherAtItsEnd) {
   ASSERT_TRUE(p.run_until([&] { return p.b->owner.read.size() == 13; }));
   EXPECT_EQ(p.b->owner.read, "one two three");
   EXPECT_EQ(p.b->bytes_in.value(), 13u);
+}
+
+TEST(Transport, BlocksGoOutInPlaceAndOutliveTheirQueue) {
+  TransportPair p;
+  p.b->transport.resume_reading();
+  std::string body(40000, '\0');
+  for (size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>('a' + i % 26);
+  std::string want;
+  {
+    ByteQueue queue;
+    queue.append(reinterpret_cast<const uint8_t*>(body.data()), body.size());
+    ASSERT_GT(queue.blocks(), 1u);
+    // Owned bytes and the queue's blocks interleaved, as frame headers and
+    // payloads are.
+    p.a->transport.write("head:");
+    queue.from(0).for_each_block(body.size(), [&](const uint8_t* data, size_t len, ByteQueue::BlockRef ref) {
+      p.a->transport.write(data, len, std::move(ref));
+      p.a->transport.write("|");
+      want.append(reinterpret_cast<const char*>(data), len).append("|");
+    });
+    EXPECT_EQ(p.a->transport.write_buffered(), 5 + body.size() + queue.blocks());
+    // The queue lets go of everything before the write even started (a
+    // stream that ended): the references keep the bytes.
+    queue.consume(queue.size());
+  }
+  p.a->transport.write(":tail");
+  p.turn();
+  EXPECT_EQ(p.a->bytes_out.value(), 5 + want.size() + 5);
+  ASSERT_TRUE(p.run_until([&] { return p.b->owner.read.size() == 5 + want.size() + 5; }));
+  EXPECT_EQ(p.b->owner.read, "head:" + want + ":tail");
 }
 
 TEST(Transport, ProduceStopsAtTheHighWaterMarkAndResumesAsThePeerReads) {

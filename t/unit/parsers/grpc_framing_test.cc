@@ -37,28 +37,37 @@ TEST(MessageFraming, SeveralMessagesInOneChunk) {
   EXPECT_TRUE(f.at_boundary());
 }
 
-TEST(MessageFraming, RestOfMessage) {
+TEST(MessageFraming, FinishMessage) {
   auto a = message(100);
   auto b = message(50);
   MessageFraming f;
-  EXPECT_EQ(f.rest_of_message(a.data(), a.size()), 0u);
+  EXPECT_EQ(f.finish_message(a.data(), a.size()), 0u);  // at a boundary: none
   f.advance(a.data(), 40);
   // The rest of a is 65 bytes; b's bytes after it are not part of it.
   std::vector<uint8_t> ahead(a.begin() + 40, a.end());
   ahead.insert(ahead.end(), b.begin(), b.end());
-  EXPECT_EQ(f.rest_of_message(ahead.data(), ahead.size()), 65u);
-  EXPECT_EQ(f.rest_of_message(ahead.data(), 64), std::nullopt);
-  // Probing does not move the cursor: the same question, the same answer.
-  EXPECT_FALSE(f.at_boundary());
-  EXPECT_EQ(f.rest_of_message(ahead.data(), ahead.size()), 65u);
+  MessageFraming short_probe = f;
+  EXPECT_EQ(short_probe.finish_message(ahead.data(), 64), 64u);
+  EXPECT_FALSE(short_probe.at_boundary());
+  EXPECT_EQ(f.finish_message(ahead.data(), ahead.size()), 65u);
+  EXPECT_TRUE(f.at_boundary());
 }
 
-TEST(MessageFraming, RestOfMessageWithPrefixSplit) {
+TEST(MessageFraming, FinishMessageOverSpansWithThePrefixSplit) {
   auto a = message(1000);
+  auto b = message(10);
   MessageFraming f;
   f.advance(a.data(), 2);  // half the prefix went out
-  EXPECT_EQ(f.rest_of_message(a.data() + 2, 3), std::nullopt);
-  EXPECT_EQ(f.rest_of_message(a.data() + 2, a.size() - 2), a.size() - 2);
+  // The rest comes in spans as a chunked queue holds it, the prefix's end
+  // in the first one; b follows in the last.
+  std::vector<uint8_t> rest(a.begin() + 2, a.end());
+  rest.insert(rest.end(), b.begin(), b.end());
+  size_t taken = f.finish_message(rest.data(), 2);
+  EXPECT_FALSE(f.at_boundary());
+  taken += f.finish_message(rest.data() + 2, 500);
+  taken += f.finish_message(rest.data() + 502, rest.size() - 502);
+  EXPECT_TRUE(f.at_boundary());
+  EXPECT_EQ(taken, a.size() - 2);
 }
 
 }  // namespace

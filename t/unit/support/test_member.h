@@ -297,7 +297,7 @@ struct RecordingHandler : upstream::StreamHandler {
     if (sent + n == body.size()) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
     return static_cast<ssize_t>(n);
   }
-  const uint8_t* request_body_front() const override { return reinterpret_cast<const uint8_t*>(body.data()) + sent; }
+  core::ByteQueue::Tail request_body_front() const override { return body.from(sent); }
   void on_request_body_sent(size_t n) override { sent += n; }
   void on_upstream_close(Close kind, uint32_t error_code, std::string_view why) override {
     closed = true;
@@ -306,7 +306,7 @@ struct RecordingHandler : upstream::StreamHandler {
     reason = why;
   }
 
-  std::string body;
+  core::ByteQueue body;
   size_t sent = 0;
   core::HeaderList headers;
   core::HeaderList trailers;
