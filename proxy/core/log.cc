@@ -234,9 +234,10 @@ void Logger::configure(const conf::Log& log) {
 void Logger::log(conf::LogLevel level, std::string_view msg, std::initializer_list<LogField> fields) const {
   if (!enabled(level) || !ring_) return;
   std::string_view level_name = conf::to_string(level);
-  // The JSON form's constant parts, its message escaped and each field at
-  // its longest: the text form takes no more.
-  size_t room = 64 + level_name.size() + 6 * msg.size();
+  // The JSON form's timestamp, its 30 bytes of punctuation and keys, its
+  // message escaped and each field at its longest: the text form takes no
+  // more.
+  size_t room = kTimestampRoom + 32 + level_name.size() + 6 * msg.size();
   for (const auto& f : fields) room += f.max_size();
   std::string& line = line_buffer();
   line.resize(room);

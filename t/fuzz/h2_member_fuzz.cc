@@ -133,7 +133,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // Declared before the cluster: its teardown runs the loop that closes them.
   CheckingHandler handler;
-  if (data[1] & 2) handler.body.assign("\x00\x00\x00\x00\x02\x08\x01", 7);
+  if (data[1] & 2) handler.body.append(reinterpret_cast<const uint8_t*>("\x00\x00\x00\x00\x02\x08\x01"), 7);
   uint16_t port = 0;
   RawMember member(unit::bind_loopback(port));
   unit::TestCluster cluster("listeners: [{name: client, address: '127.0.0.1:0'}]\n"
