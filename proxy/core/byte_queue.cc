@@ -6,10 +6,10 @@
 namespace sidemux::core {
 
 ByteQueue::Block* ByteQueue::add_block(size_t wanted) {
-  size_t total = std::bit_ceil(sizeof(Block) + wanted);
-  // A run of appends doubles its blocks: fewer of them to walk and free.
-  if (tail_) total = std::max(total, 2 * (sizeof(Block) + tail_->capacity));
-  total = std::clamp(total, kMinBlock, kMaxBlock);
+  // As large as what is queued (the append included): a queue that grows
+  // doubles its blocks, fewer of them to walk and free, and one that stays
+  // short keeps small ones.
+  size_t total = std::clamp(std::bit_ceil(sizeof(Block) + std::max(wanted, size_)), kMinBlock, kMaxBlock);
   auto* b = static_cast<Block*>(memory_->allocate(total, alignof(Block)));
   b->next = nullptr;
   b->capacity = static_cast<uint32_t>(total - sizeof(Block));
@@ -17,6 +17,7 @@ ByteQueue::Block* ByteQueue::add_block(size_t wanted) {
   b->refs = 1;
   (tail_ ? tail_->next : head_) = b;
   tail_ = b;
+  tail_sealed_ = false;
   return b;
 }
 
@@ -27,7 +28,7 @@ void ByteQueue::release(Block* b, std::pmr::memory_resource* memory) {
 void ByteQueue::append(const uint8_t* data, size_t len) {
   size_ += len;
   while (len > 0) {
-    Block* b = tail_ && tail_->end < tail_->capacity ? tail_ : add_block(len);
+    Block* b = tail_ && !tail_sealed_ && tail_->end < tail_->capacity ? tail_ : add_block(len);
     size_t n = std::min(len, size_t{b->capacity - b->end});
     std::memcpy(b->data() + b->end, data, n);
     b->end += static_cast<uint32_t>(n);
@@ -65,6 +66,9 @@ void ByteQueue::truncate(size_t n) {
     Block* b = *link;
     if (b->used() >= n) {
       b->end = static_cast<uint32_t>(b->begin + n);
+      // Appends would write where a reference still reads: they go to a
+      // new block.
+      tail_sealed_ = b->refs > 1;
       n = 0;
     } else {
       n -= b->used();

@@ -10,12 +10,12 @@
 // from the blocks without a copy (Tail::for_each_block: the transport
 // holds a reference to each block until the bytes are written, so a block
 // outlives its queue or its consumption as long as the write needs it). A
-// block is sized to what the
-// append needs, doubling from the last block up to kMaxBlock: a 101-byte
-// unary body takes one 128-byte block, a large transfer 16 KiB ones. Blocks
-// come from the given memory resource (the loop's stream memory, whose free
-// lists recycle them, so steady traffic of any size allocates nothing) and
-// go back to it as soon as they are consumed: an idle stream holds none.
+// new block is sized to what is queued, up to kMaxBlock: a 101-byte unary
+// body takes one 128-byte block, a large transfer 16 KiB ones, and a Watch
+// a message behind small ones. Blocks come from the given memory resource
+// (the loop's stream memory, whose free lists recycle them, as far as
+// their cap goes) and go back to it as soon as they are consumed and no
+// write holds them: an idle stream holds none.
 #pragma once
 
 #include <cstddef>
@@ -118,7 +118,8 @@ class ByteQueue {
  private:
   // Bytes before `begin` were consumed and bytes up to `end` appended: a
   // reference only ever reads bytes between the two as they were when it
-  // was taken, and appends only write past `end`.
+  // was taken, and appends only write past `end` (after truncate() cut a
+  // block that a reference holds, they go to a new block instead).
   struct Block {
     Block* next;
     uint32_t capacity;  // the bytes after the header
@@ -156,6 +157,7 @@ class ByteQueue {
   std::pmr::memory_resource* memory_;
   Block* head_ = nullptr;
   Block* tail_ = nullptr;
+  bool tail_sealed_ = false;  // truncate() cut the tail under a reference
   size_t size_ = 0;
 };
 

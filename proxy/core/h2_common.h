@@ -76,10 +76,11 @@ ssize_t provide_data(ssize_t n, ByteQueue::Tail front, uint8_t* buf, uint32_t* d
 // NGHTTP2_DATA_FLAG_NO_COPY: nghttp2's 9-byte frame header into the
 // transport's batch, then `length` bytes of `payload` (the front of the
 // stream's queue) into the same gathered write from the queue's blocks,
-// which the transport holds until written, and `sent(length)`. The bytes
-// are copied once between the two sessions, into the queue as they came
-// in, where the data provider copied them into nghttp2's frame buffer,
-// that buffer into the batch, and the batch into the socket's buffer.
+// which the transport holds until written, and `sent(length)`. In user
+// space the bytes are copied once between the two sessions, into the queue
+// as they came in, where the data provider copied them into nghttp2's
+// frame buffer and that buffer was copied into the batch (the kernel's
+// copy into the socket remains).
 // nghttp2_session_mem_send() hands out no bytes for such a frame and would
 // go on to the next one without coming back to send_h2_output()'s check on
 // the batch: once the batch is full, NGHTTP2_ERR_PAUSE (the frame is sent)

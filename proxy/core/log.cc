@@ -153,14 +153,14 @@ void write_out(const std::shared_ptr<LogRing>& ring, int fd) {
   }
 }
 
-// The calling thread's line: cleared, never shrunk, so a steady state formats
-// without allocating.
+// The calling thread's line: cleared, and kept up to kKeepLine, so a steady
+// state formats without allocating and a rare long line (its room is six
+// times its strings) does not hold its size for good.
+constexpr size_t kKeepLine = 16 * 1024;
+
 std::string& line_buffer() {
-  thread_local std::string line = [] {
-    std::string s;
-    s.reserve(1024);
-    return s;
-  }();
+  thread_local std::string line;
+  if (line.capacity() > kKeepLine) std::string().swap(line);
   line.clear();
   return line;
 }

@@ -99,6 +99,23 @@ TEST(ByteQueue, TruncateKeepsTheFront) {
   EXPECT_EQ(q.blocks(), 0u);
 }
 
+TEST(ByteQueue, AppendAfterACutDoesNotWriteOverReferencedBytes) {
+  ByteQueue q;
+  q.append(bytes("abcdef"), 6);
+  // A write in flight holds the bytes (Transport::write with a BlockRef).
+  std::string_view held;
+  ByteQueue::BlockRef ref;
+  q.from(0).for_each_block(6, [&](const uint8_t* data, size_t len, ByteQueue::BlockRef r) {
+    held = {reinterpret_cast<const char*>(data), len};
+    ref = std::move(r);
+  });
+  q.truncate(2);
+  q.append(bytes("XYZW"), 4);
+  EXPECT_EQ(held, "abcdef");
+  EXPECT_EQ(str(q), "abXYZW");
+  EXPECT_EQ(q.blocks(), 2u);
+}
+
 TEST(ByteQueue, TruncateFreesTheBlocksPastTheCut) {
   CountingResource memory;
   ByteQueue q(&memory);
@@ -135,6 +152,20 @@ TEST(ByteQueue, BlocksGrowToTheLargestAndAreFreedAsConsumed) {
   EXPECT_EQ(memory.live, 1u);  // consumed blocks went back at once
   q.consume(1);
   EXPECT_EQ(memory.live, 0u);  // an empty queue holds nothing
+}
+
+TEST(ByteQueue, AQueueThatStaysShortKeepsSmallBlocks) {
+  // A Watch whose client is one event behind: never empty, never long.
+  CountingResource memory;
+  ByteQueue q(&memory);
+  std::string event(100, 'e');
+  q.append(bytes(event), event.size());
+  for (int i = 0; i < 1000; ++i) {
+    q.append(bytes(event), event.size());
+    q.consume(event.size());
+  }
+  EXPECT_EQ(q.size(), event.size());
+  EXPECT_LE(memory.largest, 256u);
 }
 
 TEST(ByteQueue, TakesItsBytesFromTheGivenResource) {
