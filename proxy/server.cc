@@ -114,6 +114,10 @@ int Server::run() {
   }
   uv_run(&loop_, UV_RUN_DEFAULT);
   for (auto& w : workers_) w->join();
+  // No loop runs any more: wait for the log's backlog (as long as stderr
+  // takes bytes at all), or under backpressure the last line of all would
+  // find the buffer full and be dropped.
+  log_.flush();
   log_.info("stopped");
   return 0;
 }
