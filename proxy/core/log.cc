@@ -134,12 +134,16 @@ void write_out(const std::shared_ptr<LogRing>& ring, int fd) {
   pthread_sigmask(SIG_BLOCK, &all, nullptr);
   iovec iov[2];
   while (int n = ring->wait_readable(iov)) {
-    size_t total = iov[0].iov_len + iov[1].iov_len;
+    size_t unwritten = iov[0].iov_len + iov[1].iov_len;
     iovec* at = iov;
     while (n > 0) {
       ssize_t w = ::writev(fd, at, n);
       if (w < 0 && errno == EINTR) continue;
       if (w <= 0) break;
+      // Room goes back as bytes are written, not once the whole batch is:
+      // under a slow reader, lines find it sooner instead of being dropped.
+      ring->consume(static_cast<size_t>(w));
+      unwritten -= static_cast<size_t>(w);
       // A short write (a pipe that had less room) resumes where it stopped.
       for (size_t left = static_cast<size_t>(w); n > 0 && left > 0;) {
         size_t step = std::min(left, at->iov_len);
@@ -149,7 +153,7 @@ void write_out(const std::shared_ptr<LogRing>& ring, int fd) {
         if (at->iov_len == 0) ++at, --n;
       }
     }
-    ring->consume(total);
+    ring->consume(unwritten);  // an error drops the rest of the batch
   }
 }
 
