@@ -204,6 +204,14 @@ void ClientConnection::on_timer() {
   arm_timer(next);
 }
 
+void ClientConnection::release_idle_memory(uint64_t since) {
+  if (!session_ || closing_ || transport_.write_pending()) return;
+  uint64_t used = std::max({last_read_, last_activity_, transport_.last_write_progress()});
+  if (used >= since || used == released_at_) return;
+  released_at_ = used;
+  session_->release_idle_memory();
+}
+
 bool ClientConnection::keepalive(uint64_t now, uint64_t& next) {
   const auto& limits = worker_.config()->limits;
   uint64_t interval = ms(limits.keepalive_interval);

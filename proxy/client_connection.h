@@ -43,6 +43,10 @@ class ClientConnection : private core::Transport::Owner {
   // The session saw a frame about a stream (not a PING, SETTINGS or
   // WINDOW_UPDATE): the connection is in use, the idle timeout restarts.
   void note_activity();
+  // From the worker's periodic sweep: a connection that read and wrote
+  // nothing since `since` (uv_now()) gives its session's empty buffers
+  // back (Session::release_idle_memory), once per quiet spell.
+  void release_idle_memory(uint64_t since);
 
   size_t slot = 0;  // index in the worker's connection list, for O(1) removal
 
@@ -80,6 +84,7 @@ class ClientConnection : private core::Transport::Owner {
   uint64_t last_activity_ = 0;  // uv_now() of the last use (HTTP/2: a stream frame)
   uint64_t last_read_ = 0;      // uv_now() of the last byte read, whatever it was
   uint64_t ping_sent_ = 0;      // keepalive PING outstanding since (0: none)
+  uint64_t released_at_ = 0;    // last use before the last release_idle_memory()
   bool tls_failed_ = false;     // the handshake failure was counted
   uint64_t armed_deadline_ = 0;  // request deadline the timer was last set for
 };

@@ -49,7 +49,7 @@ Http2Session::Http2Session(ClientConnection& conn)
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, limits.max_header_list_size},
   }};
-  session_ = core::new_h2_session(core::H2Role::server, handlers, this, settings);
+  session_ = core::new_h2_session(core::H2Role::server, handlers, this, settings, memory_);
 }
 
 Http2Session::~Http2Session() {
@@ -101,6 +101,13 @@ void Http2Session::shutdown(bool final) {
     // final GOAWAY names the last stream served.
     nghttp2_submit_shutdown_notice(session_);
   }
+}
+
+void Http2Session::release_idle_memory() {
+  // want_write() is 0 also once a session ended with frames unsent: one
+  // that still reads is live, and then 0 means none is half handed out.
+  bool output_sent = nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_);
+  memory_.release_pages(output_sent);
 }
 
 void Http2Session::submit_response(int32_t id, const core::HeaderList& fields, bool has_body) {

@@ -13,6 +13,7 @@
 
 #include "proxy/core/header_list.h"
 #include "proxy/core/pooled.h"
+#include "proxy/core/session_memory.h"
 #include "proxy/session.h"
 #include "proxy/window_budget.h"
 
@@ -36,6 +37,7 @@ class Http2Session : public Session {
   uint64_t request_deadline() const override { return header_block_deadline_; }
   bool ping() override;
   void shutdown(bool final) override;
+  void release_idle_memory() override;
 
   // For proxied streams.
   Worker& worker();
@@ -78,6 +80,7 @@ class Http2Session : public Session {
   void fail(const char* what, int code);
 
   ClientConnection& conn_;
+  core::SessionMemory memory_;  // outlives session_
   nghttp2_session* session_ = nullptr;
   std::pmr::unordered_map<int32_t, core::Pooled<Stream>> streams_;
   uint32_t max_header_list_size_;

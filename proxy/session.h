@@ -28,6 +28,9 @@ class Session {
   // Graceful shutdown. `final` false: announce it (HTTP/2 GOAWAY notice,
   // HTTP/1 closes when idle); true: stop taking new streams.
   virtual void shutdown(bool final) = 0;
+  // The connection was quiet for a while (nothing read or written): give
+  // back the memory of buffers that hold nothing until the next use.
+  virtual void release_idle_memory() {}
 };
 
 }  // namespace sidemux

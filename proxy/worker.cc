@@ -13,11 +13,14 @@
 namespace sidemux {
 
 namespace {
-// How often a worker gives back the small blocks its lists held unused
-// (core::decay_small_blocks): a peak's blocks go within two periods, and
-// a period is long against the bursts of steady traffic, which keeps its
-// blocks.
-constexpr uint64_t kBlocksDecayMs = 10'000;
+// How often a worker gives memory back: the small blocks its lists held
+// unused (core::decay_small_blocks), and the empty buffers of connections
+// quiet for a whole period. A peak's blocks go within two periods, an
+// idle connection's buffers within two periods of its last use; a period
+// is long against the bursts of steady traffic, which keeps its blocks,
+// and against the pauses of a client in use, whose buffers would only be
+// faulted in again.
+constexpr uint64_t kMemoryPeriodMs = 10'000;
 
 Worker* self(uv_handle_t* h) { return static_cast<Worker*>(h->data); }
 
@@ -47,8 +50,8 @@ Worker::Worker(unsigned index, ProcessState& process, metrics::Registry& registr
                                                  std::move(tls));
   cluster_ = std::make_unique<upstream::Cluster>(*context_, context_->config()->cluster, process.health, false);
   uv_async_init(&loop_, &async_, [](uv_async_t* a) { self(reinterpret_cast<uv_handle_t*>(a))->on_async(); });
-  uv_timer_init(&loop_, &decay_timer_);
-  async_.data = decay_timer_.data = this;
+  uv_timer_init(&loop_, &memory_timer_);
+  async_.data = memory_timer_.data = this;
 }
 
 Worker::~Worker() {
@@ -64,8 +67,8 @@ void Worker::start() {
   apply_listeners(std::exchange(fds_, {}));
   context_->scheduler().start();
   uv_timer_start(
-      &decay_timer_, [](uv_timer_t* t) { self(reinterpret_cast<uv_handle_t*>(t))->decay_blocks(); },
-      kBlocksDecayMs, kBlocksDecayMs);
+      &memory_timer_, [](uv_timer_t* t) { self(reinterpret_cast<uv_handle_t*>(t))->give_back_memory(); },
+      kMemoryPeriodMs, kMemoryPeriodMs);
   started_ = true;
   uv_thread_create(&thread_, [](void* arg) { static_cast<Worker*>(arg)->run(); }, this);
 }
@@ -80,7 +83,11 @@ void Worker::run() {
   uv_run(&loop_, UV_RUN_DEFAULT);
 }
 
-void Worker::decay_blocks() {
+void Worker::give_back_memory() {
+  uint64_t now = uv_now(&loop_);
+  if (now > kMemoryPeriodMs) {
+    for (auto& c : connections_) c->release_idle_memory(now - kMemoryPeriodMs);
+  }
   // The pages the freed blocks pinned go back to the system at the next
   // malloc_trim, which the server runs when enough was freed (server.cc).
   if (size_t freed = core::decay_small_blocks()) process_.blocks_freed.fetch_add(freed, std::memory_order_relaxed);
@@ -216,7 +223,7 @@ void Worker::close_handles() {
     mailbox_closed_ = true;
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&decay_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&memory_timer_), nullptr);
   context_->scheduler().close();
   drain_.close(nullptr);
   // Handles that remain (listeners already closing) end with the loop;

@@ -96,7 +96,7 @@ class Worker {
   void begin_drain();
   void finish_drain_if_empty();
   void close_handles();
-  void decay_blocks();
+  void give_back_memory();
 
   ProcessState& process_;
   std::vector<int> fds_;
@@ -109,7 +109,7 @@ class Worker {
   std::unique_ptr<core::LoopContext> context_;
   std::unique_ptr<upstream::Cluster> cluster_;
   uv_async_t async_;
-  uv_timer_t decay_timer_;  // gives back unused small blocks (decay_blocks())
+  uv_timer_t memory_timer_;  // give_back_memory()
   ConnectionDrain drain_;
   uv_thread_t thread_{};
   bool started_ = false;

@@ -53,7 +53,7 @@ UpstreamSession::UpstreamSession(core::LoopContext& context, Pool& pool, Member&
   // A member learns the bound its response headers are held to (on_header).
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, context.config()->limits.max_header_list_size}};
-  session_ = core::new_h2_session(core::H2Role::client, handlers, this, settings);
+  session_ = core::new_h2_session(core::H2Role::client, handlers, this, settings, memory_);
 }
 
 UpstreamSession::~UpstreamSession() { nghttp2_session_del(session_); }

@@ -1,0 +1,152 @@
+#include "proxy/core/session_memory.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <vector>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "proxy/core/small_blocks.h"
+
+namespace sidemux::core {
+
+namespace {
+
+size_t page_size() {
+  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return page;
+}
+
+// nghttp2 makes each chunk of its output frame buffer (nghttp2_bufs) with
+// realloc(NULL, NGHTTP2_FRAMEBUF_CHUNKLEN): a frame header, a pad length
+// byte and the largest payload. Nothing else a session allocates starts as
+// a realloc of that exact size (header fields are malloc'd rcbufs), which
+// is how a chunk is told from blocks whose bytes are live.
+// session_memory_test checks that a new session makes exactly one.
+constexpr size_t kFrameBufferChunk = 9 + 1 + 16384;
+
+bool all_zero(const unsigned char* p, size_t n) {
+  // Word at a time: heap pages are word-aligned, and a page's size is a
+  // multiple of the word.
+  const auto* w = reinterpret_cast<const uint64_t*>(p);
+  for (size_t i = 0; i < n / sizeof(uint64_t); ++i) {
+    if (w[i] != 0) return false;
+  }
+  return true;
+}
+
+SessionMemory& self_of(void* self) { return *static_cast<SessionMemory*>(self); }
+
+}  // namespace
+
+SessionMemory::SessionMemory() : mem_{this, malloc, free, calloc, realloc} {}
+
+void* SessionMemory::allocate(size_t size) {
+  const size_t page = page_size();
+  if (size < page || count_ == blocks_.size() || size > UINT32_MAX - page) {
+    return h2_memory()->malloc(size, nullptr);
+  }
+  uint32_t rounded = static_cast<uint32_t>((size + page - 1) / page * page);
+  void* data = std::aligned_alloc(page, rounded);
+  if (!data) return nullptr;
+  blocks_[count_++] = {data, rounded, false};
+  return data;
+}
+
+SessionMemory::PageBlock* SessionMemory::find(void* p) {
+  // Small blocks sit behind a header and are rarely page-aligned: most
+  // frees never look at the list.
+  if ((reinterpret_cast<uintptr_t>(p) & (page_size() - 1)) != 0) return nullptr;
+  for (uint8_t i = 0; i < count_; ++i) {
+    if (blocks_[i].data == p) return &blocks_[i];
+  }
+  return nullptr;
+}
+
+void SessionMemory::forget(PageBlock* b) {
+  std::free(b->data);
+  *b = blocks_[--count_];
+}
+
+void* SessionMemory::malloc(size_t size, void* self) { return self_of(self).allocate(size); }
+
+void SessionMemory::free(void* p, void* self) {
+  if (!p) return;
+  SessionMemory& m = self_of(self);
+  if (PageBlock* b = m.find(p)) {
+    m.forget(b);
+  } else {
+    h2_memory()->free(p, nullptr);
+  }
+}
+
+void* SessionMemory::calloc(size_t n, size_t size, void* self) {
+  if (size != 0 && n > SIZE_MAX / size) return nullptr;
+  void* p = self_of(self).allocate(n * size);
+  if (p) std::memset(p, 0, n * size);
+  return p;
+}
+
+void* SessionMemory::realloc(void* p, size_t size, void* self) {
+  SessionMemory& m = self_of(self);
+  if (!p) {
+    void* data = m.allocate(size);
+    if (PageBlock* b = data && size == kFrameBufferChunk ? m.find(data) : nullptr) b->frame_buffer = true;
+    return data;
+  }
+  PageBlock* b = m.find(p);
+  if (!b) {
+    // A small block stays one (nghttp2 grows only frame-sized buffers
+    // this way, and those start as page blocks).
+    return h2_memory()->realloc(p, size, nullptr);
+  }
+  if (size <= b->size) return p;
+  void* moved = m.allocate(size);
+  if (!moved) return nullptr;
+  std::memcpy(moved, p, b->size);
+  // allocate() may have moved the array's last entry: look it up again.
+  m.forget(m.find(p));
+  return moved;
+}
+
+size_t SessionMemory::release_pages(bool output_sent) {
+  const size_t page = page_size();
+  size_t released = 0;
+  for (uint8_t i = 0; i < count_; ++i) {
+    auto* data = static_cast<unsigned char*>(blocks_[i].data);
+    const size_t size = blocks_[i].size;
+    if (blocks_[i].frame_buffer && output_sent) {
+      if (madvise(data, size, MADV_DONTNEED) == 0) released += size;
+      continue;
+    }
+    // Runs of zero pages, one call each. Reading a page that was given
+    // back maps the shared zero page: it costs no memory.
+    size_t run = 0;
+    for (size_t at = 0; at <= size; at += page) {
+      if (at < size && all_zero(data + at, page)) {
+        ++run;
+        continue;
+      }
+      if (run > 0 && madvise(data + at - run * page, run * page, MADV_DONTNEED) == 0) released += run * page;
+      run = 0;
+    }
+  }
+  return released;
+}
+
+size_t SessionMemory::resident_bytes() const {
+  const size_t page = page_size();
+  size_t resident = 0;
+  for (uint8_t i = 0; i < count_; ++i) {
+    size_t pages = blocks_[i].size / page;
+    std::vector<unsigned char> in(pages);
+    if (mincore(blocks_[i].data, pages * page, in.data()) != 0) continue;
+    for (size_t j = 0; j < pages; ++j) resident += (in[j] & 1) ? page : 0;
+  }
+  return resident;
+}
+
+}  // namespace sidemux::core
