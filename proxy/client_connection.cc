@@ -209,6 +209,7 @@ void ClientConnection::release_idle_memory(uint64_t since) {
   uint64_t used = std::max({last_read_, last_activity_, transport_.last_write_progress()});
   if (used >= since || used == released_at_) return;
   released_at_ = used;
+  transport_.release_idle_buffers();
   session_->release_idle_memory();
 }
 

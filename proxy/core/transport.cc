@@ -161,6 +161,16 @@ void Transport::flush() {
   }
 }
 
+void Transport::release_idle_buffers() {
+  if (write_pending()) return;
+  std::string().swap(out_);
+  std::string().swap(inflight_);
+  std::string().swap(tls_plain_);
+  std::vector<Shared>().swap(out_shared_);
+  std::vector<Shared>().swap(inflight_shared_);
+  std::vector<uv_buf_t>().swap(bufs_);
+}
+
 void Transport::on_write_done(int status) {
   writing_ = false;
   release_if_burst(inflight_);

@@ -73,6 +73,9 @@ class Transport {
   void close_after_flush();
   void close();
   bool closing() const { return closing_; }
+  // Nothing to write: frees the batch buffers, which otherwise keep their
+  // capacity for the next turn's writes (for a connection gone quiet).
+  void release_idle_buffers();
 
   // Called by the WriteScheduler for scheduled transports.
   void produce_and_flush();

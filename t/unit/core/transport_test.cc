@@ -32,6 +32,22 @@ TEST(Transport, WritesOfOneTurnGoOutTogetherAtItsEnd) {
   EXPECT_EQ(p.b->bytes_in.value(), 13u);
 }
 
+TEST(Transport, IdleBuffersAreReleasedOnlyWithNothingToWrite) {
+  TransportPair p;
+  p.b->transport.resume_reading();
+  p.a->transport.write("queued");
+  // Pending bytes stay: the release waits for a quiet transport.
+  p.a->transport.release_idle_buffers();
+  EXPECT_TRUE(p.a->transport.write_pending());
+  p.turn();
+  ASSERT_TRUE(p.run_until([&] { return p.b->owner.read == "queued"; }));
+  ASSERT_FALSE(p.a->transport.write_pending());
+  p.a->transport.release_idle_buffers();
+  p.a->transport.write(" and after");
+  p.turn();
+  ASSERT_TRUE(p.run_until([&] { return p.b->owner.read == "queued and after"; }));
+}
+
 TEST(Transport, BlocksGoOutInPlaceAndOutliveTheirQueue) {
   TransportPair p;
   p.b->transport.resume_reading();
