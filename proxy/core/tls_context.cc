@@ -29,7 +29,12 @@ SSL_CTX* new_context(const SSL_METHOD* method, std::string& error) {
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_cipher_list(ctx, kTls12Ciphers);
   // Memory BIOs never block; partial writes keep the buffer sizes small.
-  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // OpenSSL's record buffers (16.6 KB each way) go back once empty, as
+  // nghttpx and nginx have it: an idle TLS connection held 33 KB of them
+  // (massif). In use they come and go per record: callgrind puts that at
+  // +0.7% of a TLS unary request's instructions and +0.5% of a 1 MiB
+  // up+down one.
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
   return ctx;
 }
 
