@@ -204,13 +204,14 @@ void ClientConnection::on_timer() {
   arm_timer(next);
 }
 
-void ClientConnection::release_idle_memory(uint64_t since) {
-  if (!session_ || closing_ || transport_.write_pending()) return;
+bool ClientConnection::release_idle_memory(uint64_t since) {
+  if (!session_ || closing_ || transport_.write_pending()) return false;
   uint64_t used = std::max({last_read_, last_activity_, transport_.last_write_progress()});
-  if (used >= since || used == released_at_) return;
+  if (used >= since || used == released_at_) return false;
   released_at_ = used;
   transport_.release_idle_buffers();
   session_->release_idle_memory();
+  return true;
 }
 
 bool ClientConnection::keepalive(uint64_t now, uint64_t& next) {

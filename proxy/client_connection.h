@@ -44,9 +44,10 @@ class ClientConnection : private core::Transport::Owner {
   // WINDOW_UPDATE): the connection is in use, the idle timeout restarts.
   void note_activity();
   // From the worker's periodic sweep: a connection that read and wrote
-  // nothing since `since` (uv_now()) gives its session's empty buffers
-  // back (Session::release_idle_memory), once per quiet spell.
-  void release_idle_memory(uint64_t since);
+  // nothing since `since` (uv_now()) gives its transport's and session's
+  // empty buffers back (Session::release_idle_memory), once per quiet
+  // spell. True if it did now.
+  bool release_idle_memory(uint64_t since);
 
   size_t slot = 0;  // index in the worker's connection list, for O(1) removal
 

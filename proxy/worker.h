@@ -110,6 +110,7 @@ class Worker {
   std::unique_ptr<upstream::Cluster> cluster_;
   uv_async_t async_;
   uv_timer_t memory_timer_;  // give_back_memory()
+  uint64_t memory_ticks_ = 0;
   ConnectionDrain drain_;
   uv_thread_t thread_{};
   bool started_ = false;

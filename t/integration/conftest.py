@@ -875,6 +875,14 @@ def raise_nofile(want):
     return soft
 
 
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
 def find_keys(obj, pred, path=""):
     """All (path, value) in a JSON tree whose key satisfies pred(key)."""
     found = []

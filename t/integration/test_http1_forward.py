@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from conftest import (HOST, ResponseReader, Sidemux, build_request, connect, http_request, read_until_close,
-                      sanitizer_report, sidemux_binary, wait_members_up)
+                      rss_kib, sanitizer_report, sidemux_binary, wait_members_up)
 from etcd_cluster import start_cluster
 from h2_member import H2TestMember
 from test_reload import reload
@@ -99,14 +99,6 @@ def post_ok(sm, path, obj):
     resp = post(sm, path, obj)
     assert resp.status == 200, f"{path} -> {resp!r}\n" + "\n".join(sm.raw_lines()[-20:])
     return resp.json()
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 # --------------------------------------------------------------------------
