@@ -49,7 +49,7 @@ Http2Session::Http2Session(ClientConnection& conn)
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, limits.max_header_list_size},
   }};
-  session_ = core::new_h2_session(core::H2Role::server, handlers, this, settings, memory_);
+  session_ = core::new_h2_session(core::H2Role::server, handlers, this, settings, memory_.mem());
 }
 
 Http2Session::~Http2Session() {

@@ -8,6 +8,7 @@
 
 #include "proxy/core/h2_common.h"
 #include "proxy/core/loop_context.h"
+#include "proxy/core/small_blocks.h"
 #include "proxy/core/uv_time.h"
 #include "upstream/member.h"
 #include "upstream/pool.h"
@@ -53,7 +54,7 @@ UpstreamSession::UpstreamSession(core::LoopContext& context, Pool& pool, Member&
   // A member learns the bound its response headers are held to (on_header).
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, context.config()->limits.max_header_list_size}};
-  session_ = core::new_h2_session(core::H2Role::client, handlers, this, settings, memory_);
+  session_ = core::new_h2_session(core::H2Role::client, handlers, this, settings, core::h2_memory());
 }
 
 UpstreamSession::~UpstreamSession() { nghttp2_session_del(session_); }

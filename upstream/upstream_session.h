@@ -17,7 +17,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include "proxy/core/session_memory.h"
 #include "upstream/member_connection.h"
 #include "upstream/stream_handler.h"
 
@@ -91,9 +90,6 @@ class UpstreamSession : public MemberConnection {
 
   Pool& pool_;
   bool stream_open_ = false;  // TCP (and TLS) up: frames may flow
-  // Its pages are not given back while idle: a pool holds a few member
-  // connections, against a client connection per client.
-  core::SessionMemory memory_;  // outlives session_
   nghttp2_session* session_ = nullptr;
   State state_ = State::connecting;
   struct OpenStream {

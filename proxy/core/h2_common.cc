@@ -55,13 +55,13 @@ H2Options make_h2_options() {
 }  // namespace
 
 nghttp2_session* new_h2_session(H2Role role, const H2Handlers& handlers, void* user,
-                                std::span<const nghttp2_settings_entry> settings, SessionMemory& memory) {
+                                std::span<const nghttp2_settings_entry> settings, nghttp2_mem* memory) {
   H2Callbacks cbs = make_h2_callbacks(handlers);
   nghttp2_session* session = nullptr;
   if (role == H2Role::server) {
-    nghttp2_session_server_new3(&session, cbs.get(), user, make_h2_options().get(), memory.mem());
+    nghttp2_session_server_new3(&session, cbs.get(), user, make_h2_options().get(), memory);
   } else {
-    nghttp2_session_client_new3(&session, cbs.get(), user, make_h2_options().get(), memory.mem());
+    nghttp2_session_client_new3(&session, cbs.get(), user, make_h2_options().get(), memory);
   }
   std::vector<nghttp2_settings_entry> all(settings.begin(), settings.end());
   all.push_back({NGHTTP2_SETTINGS_ENABLE_PUSH, 0});

@@ -13,7 +13,6 @@
 #include <span>
 
 #include "proxy/core/byte_queue.h"
-#include "proxy/core/session_memory.h"
 #include "proxy/core/transport.h"
 
 namespace sidemux::core {
@@ -39,9 +38,10 @@ enum class H2Role { server, client };
 // streams, and whose abuse bounds hold for clients and members alike. Its
 // first SETTINGS are queued: `settings`, then push off and the initial stream window
 // (flow_windows.h); the connection window is opened to kConnectionWindow.
-// It allocates from `memory`, which must outlive it.
+// It allocates from `memory` (h2_memory(), or a SessionMemory's), which
+// must outlive it.
 nghttp2_session* new_h2_session(H2Role role, const H2Handlers& handlers, void* user,
-                                std::span<const nghttp2_settings_entry> settings, SessionMemory& memory);
+                                std::span<const nghttp2_settings_entry> settings, nghttp2_mem* memory);
 
 // Adds one received header field to `total`, the size of its block as RFC
 // 9113 counts it (32 bytes of overhead per field). False once over `limit`.

@@ -1,7 +1,8 @@
-// One nghttp2 session's allocator (its nghttp2_mem): small blocks come from
-// the thread's free lists (small_blocks.h), and blocks of a page or more
-// are page-aligned heap blocks of its own, whose pages it can give back
-// while the connection idles.
+// One nghttp2 session's allocator (its nghttp2_mem), for client
+// connections: small blocks come from the thread's free lists
+// (small_blocks.h), and blocks of a page or more are page-aligned heap
+// blocks of its own, whose pages it can give back while the connection
+// idles. Member connections (a pool holds a few) use h2_memory().
 //
 // Why: an idle HTTP/2 connection held about 18 KiB, and half of it was two
 // page-sized buffers that nghttp2 allocates per session and never shrinks,
@@ -65,7 +66,8 @@ class SessionMemory {
   static void* calloc(size_t n, size_t size, void* self);
   static void* realloc(void* p, size_t size, void* self);
 
-  void* allocate(size_t size);
+  void* allocate_pages(size_t size);
+  [[gnu::noinline]] void free_aligned(void* p);
   PageBlock* find(void* p);
   void forget(PageBlock* b);
 

@@ -169,62 +169,6 @@ void ThreadLists::start() {
   cap_ = kMaxCachedBytes;
 }
 
-// nghttp2_mem: a header before each block.
-
-void* h2_malloc(size_t size, void*) {
-  if (size > kH2Largest - kHeader) {
-    auto* h = static_cast<Header*>(std::malloc(kHeader + size));
-    if (!h) return nullptr;
-    h->size_class = kLargeBlock;
-    return h + 1;
-  }
-  size_t c = class_of(kHeader + size);
-  auto* h = static_cast<Header*>(lists.take(c, kHeader + size));
-  if (!h) return nullptr;
-  h->size_class = static_cast<uint32_t>(c);
-  h->size = static_cast<uint32_t>(size);
-  return h + 1;
-}
-
-void h2_free(void* p, void*) {
-  if (!p) return;
-  Header* h = static_cast<Header*>(p) - 1;
-  if (h->size_class == kLargeBlock) {
-    std::free(h);
-  } else {
-    lists.give(h, h->size_class);
-  }
-}
-
-void* h2_calloc(size_t n, size_t size, void* user) {
-  if (size != 0 && n > SIZE_MAX / size) return nullptr;
-  void* p = h2_malloc(n * size, user);
-  if (p) std::memset(p, 0, n * size);
-  return p;
-}
-
-void* h2_realloc(void* p, size_t size, void* user) {
-  if (!p) return h2_malloc(size, user);
-  Header* h = static_cast<Header*>(p) - 1;
-  if (h->size_class == kLargeBlock) {
-    auto* grown = static_cast<Header*>(std::realloc(h, kHeader + size));
-    return grown ? grown + 1 : nullptr;
-  }
-  if (kHeader + size <= class_size(h->size_class)) {
-    SIDEMUX_POISON(p, class_size(h->size_class) - kHeader);
-    SIDEMUX_UNPOISON(p, size);
-    h->size = static_cast<uint32_t>(size);
-    return p;
-  }
-  void* moved = h2_malloc(size, user);
-  if (!moved) return nullptr;
-  std::memcpy(moved, p, h->size);
-  h2_free(p, user);
-  return moved;
-}
-
-nghttp2_mem memory{nullptr, h2_malloc, h2_free, h2_calloc, h2_realloc};
-
 // The memory_resource: deallocate is told the size, so no header; what is
 // over-aligned or large is the heap's.
 class SmallBlockResource final : public std::pmr::memory_resource {
@@ -248,7 +192,64 @@ SmallBlockResource resource;
 
 }  // namespace
 
-nghttp2_mem* h2_memory() { return &memory; }
+// nghttp2_mem: a header before each block.
+
+void* h2_block_malloc(size_t size, void*) {
+  if (size > kH2Largest - kHeader) {
+    auto* h = static_cast<Header*>(std::malloc(kHeader + size));
+    if (!h) return nullptr;
+    h->size_class = kLargeBlock;
+    return h + 1;
+  }
+  size_t c = class_of(kHeader + size);
+  auto* h = static_cast<Header*>(lists.take(c, kHeader + size));
+  if (!h) return nullptr;
+  h->size_class = static_cast<uint32_t>(c);
+  h->size = static_cast<uint32_t>(size);
+  return h + 1;
+}
+
+void h2_block_free(void* p, void*) {
+  if (!p) return;
+  Header* h = static_cast<Header*>(p) - 1;
+  if (h->size_class == kLargeBlock) {
+    std::free(h);
+  } else {
+    lists.give(h, h->size_class);
+  }
+}
+
+void* h2_block_calloc(size_t n, size_t size, void* user) {
+  if (size != 0 && n > SIZE_MAX / size) return nullptr;
+  void* p = h2_block_malloc(n * size, user);
+  if (p) std::memset(p, 0, n * size);
+  return p;
+}
+
+void* h2_block_realloc(void* p, size_t size, void* user) {
+  if (!p) return h2_block_malloc(size, user);
+  Header* h = static_cast<Header*>(p) - 1;
+  if (h->size_class == kLargeBlock) {
+    auto* grown = static_cast<Header*>(std::realloc(h, kHeader + size));
+    return grown ? grown + 1 : nullptr;
+  }
+  if (kHeader + size <= class_size(h->size_class)) {
+    SIDEMUX_POISON(p, class_size(h->size_class) - kHeader);
+    SIDEMUX_UNPOISON(p, size);
+    h->size = static_cast<uint32_t>(size);
+    return p;
+  }
+  void* moved = h2_block_malloc(size, user);
+  if (!moved) return nullptr;
+  std::memcpy(moved, p, h->size);
+  h2_block_free(p, user);
+  return moved;
+}
+
+nghttp2_mem* h2_memory() {
+  static nghttp2_mem memory{nullptr, h2_block_malloc, h2_block_free, h2_block_calloc, h2_block_realloc};
+  return &memory;
+}
 
 std::pmr::memory_resource& small_block_resource() { return resource; }
 

@@ -37,8 +37,13 @@
 
 namespace sidemux::core {
 
-// One per process, for nghttp2_session_{client,server}_new3.
+// One per process, for nghttp2_session_{client,server}_new3: these four
+// functions (`user` unused), which session_memory.h builds on.
 nghttp2_mem* h2_memory();
+void* h2_block_malloc(size_t size, void* user);
+void h2_block_free(void* p, void* user);
+void* h2_block_calloc(size_t n, size_t size, void* user);
+void* h2_block_realloc(void* p, size_t size, void* user);
 
 // One per process; its blocks are the calling thread's.
 std::pmr::memory_resource& small_block_resource();

@@ -81,8 +81,8 @@ struct Exchange {
   }
 
   Exchange() {
-    server = new_h2_session(H2Role::server, {.on_frame_recv = on_request}, this, {}, memory);
-    client = new_h2_session(H2Role::client, {.on_stream_close = on_closed}, this, {}, client_memory);
+    server = new_h2_session(H2Role::server, {.on_frame_recv = on_request}, this, {}, memory.mem());
+    client = new_h2_session(H2Role::client, {.on_stream_close = on_closed}, this, {}, h2_memory());
   }
   ~Exchange() {
     nghttp2_session_del(client);
@@ -107,7 +107,6 @@ struct Exchange {
   }
 
   SessionMemory memory;
-  SessionMemory client_memory;
   nghttp2_session* server;
   nghttp2_session* client;
   int answered = 0;
