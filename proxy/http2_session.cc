@@ -106,6 +106,8 @@ void Http2Session::shutdown(bool final) {
 void Http2Session::release_idle_memory() {
   // want_write() is 0 also once a session ended with frames unsent: one
   // that still reads is live, and then 0 means none is half handed out.
+  // (One that stopped reading after a GOAWAY keeps its frame buffer until
+  // it closes: the safe side.)
   bool output_sent = nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_);
   memory_.release_pages(output_sent);
 }

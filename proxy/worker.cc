@@ -20,12 +20,15 @@ namespace {
 // connections quiet for 10 s: long against the pauses of a client in use,
 // whose buffers would only be faulted in again. A release is about 8 µs
 // (two madvise calls; 8.5 ms for 1,000 connections in one go), so a tick
-// takes at most 256 of them: a crowd that went quiet together is released
-// over a few seconds, and the loop never stops for more than ~2 ms.
+// takes at most 256 of them, and looks at no more than 4,096 connections,
+// going on from where the last tick stopped: a crowd that went quiet
+// together is released over a few seconds, and a tick stays near 2 ms
+// however many connections a worker holds.
 constexpr uint64_t kMemoryTickMs = 1'000;
 constexpr uint64_t kBlocksDecayTicks = 10;
 constexpr uint64_t kQuietMs = 10'000;
 constexpr size_t kReleasesPerTick = 256;
+constexpr size_t kChecksPerTick = 4096;
 
 Worker* self(uv_handle_t* h) { return static_cast<Worker*>(h->data); }
 
@@ -91,9 +94,12 @@ void Worker::run() {
 void Worker::give_back_memory() {
   uint64_t now = uv_now(&loop_);
   if (now > kQuietMs) {
-    size_t budget = kReleasesPerTick;
-    for (size_t i = 0; i < connections_.size() && budget > 0; ++i) {
-      if (connections_[i]->release_idle_memory(now - kQuietMs)) --budget;
+    // Removals reorder the list (swap with the last): the cursor may skip
+    // or revisit a connection, which the next round makes up for.
+    size_t releases = kReleasesPerTick;
+    for (size_t n = std::min(connections_.size(), kChecksPerTick); n > 0 && releases > 0; --n) {
+      if (sweep_cursor_ >= connections_.size()) sweep_cursor_ = 0;
+      if (connections_[sweep_cursor_++]->release_idle_memory(now - kQuietMs)) --releases;
     }
   }
   if (++memory_ticks_ % kBlocksDecayTicks != 0) return;

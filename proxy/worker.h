@@ -111,6 +111,7 @@ class Worker {
   uv_async_t async_;
   uv_timer_t memory_timer_;  // give_back_memory()
   uint64_t memory_ticks_ = 0;
+  size_t sweep_cursor_ = 0;  // next connection give_back_memory() looks at
   ConnectionDrain drain_;
   uv_thread_t thread_{};
   bool started_ = false;

@@ -20,14 +20,6 @@ const size_t kPage = static_cast<size_t>(sysconf(_SC_PAGESIZE));
 
 bool page_aligned(const void* p) { return (reinterpret_cast<uintptr_t>(p) & (kPage - 1)) == 0; }
 
-// nghttp2 makes each chunk of its output frame buffer (nghttp2_bufs) with
-// realloc(NULL, NGHTTP2_FRAMEBUF_CHUNKLEN): a frame header, a pad length
-// byte and the largest payload. Nothing else a session allocates starts as
-// a realloc of that exact size (header fields are malloc'd rcbufs), which
-// is how a chunk is told from blocks whose bytes are live.
-// session_memory_test checks that a new session makes exactly one.
-constexpr size_t kFrameBufferChunk = 9 + 1 + 16384;
-
 bool all_zero(const unsigned char* p, size_t n) {
   // Word at a time: heap pages are word-aligned, and a page's size is a
   // multiple of the word.
@@ -110,8 +102,7 @@ void* SessionMemory::realloc(void* p, size_t size, void* self) {
   void* moved = malloc(size, self);
   if (!moved) return nullptr;
   std::memcpy(moved, p, b->size);
-  // malloc() may have moved the array's last entry: look it up again.
-  m.forget(m.find(p));
+  m.forget(b);  // malloc() only appends: b is still p's entry
   return moved;
 }
 
@@ -138,6 +129,11 @@ size_t SessionMemory::release_pages(bool output_sent) {
     }
   }
   return released;
+}
+
+size_t SessionMemory::frame_buffers() const {
+  return static_cast<size_t>(
+      std::count_if(blocks_.begin(), blocks_.begin() + count_, [](const PageBlock& b) { return b.frame_buffer; }));
 }
 
 size_t SessionMemory::resident_bytes() const {

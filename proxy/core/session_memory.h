@@ -49,9 +49,20 @@ class SessionMemory {
   // request.
   size_t release_pages(bool output_sent);
 
-  // For tests: how many blocks it holds as page blocks, and how many of
-  // their bytes are resident (mincore).
+  // nghttp2 1.52 makes each chunk of its output frame buffer (nghttp2_bufs)
+  // with realloc(NULL, NGHTTP2_FRAMEBUF_CHUNKLEN): a frame header, a pad
+  // length byte and the largest payload. Nothing else a session allocates
+  // starts as a realloc of that exact size (header fields are malloc'd
+  // rcbufs; the other reallocs from nothing, its priority queues', start at
+  // 32 bytes), which is how a chunk is told from blocks whose bytes are
+  // live. session_memory_test checks that a new session makes exactly one,
+  // so a library that allocates otherwise fails it.
+  static constexpr size_t kFrameBufferChunk = 9 + 1 + 16384;
+
+  // For tests: how many blocks it holds as page blocks, how many of them
+  // are frame buffers, and how many of their bytes are resident (mincore).
   size_t page_blocks() const { return count_; }
+  size_t frame_buffers() const;
   size_t resident_bytes() const;
 
  private:
@@ -72,9 +83,10 @@ class SessionMemory {
   void forget(PageBlock* b);
 
   nghttp2_mem mem_;
-  // A session holds one frame buffer chunk (up to five while a header
-  // block larger than a frame goes out), one stream map, and for a moment
-  // an inbound frame's buffer; past this many, blocks are small blocks'.
+  // A session holds one frame buffer chunk (up to four while a header
+  // block larger than a frame goes out: nghttp2's 64 KiB bound on one), one
+  // stream map, and for a moment an inbound frame's buffer; past this
+  // many, blocks are small blocks'.
   std::array<PageBlock, 8> blocks_{};
   uint8_t count_ = 0;
 };

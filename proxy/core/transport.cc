@@ -171,6 +171,11 @@ void Transport::release_idle_buffers() {
   std::vector<uv_buf_t>().swap(bufs_);
 }
 
+size_t Transport::buffer_capacity() const {
+  return out_.capacity() + inflight_.capacity() + tls_plain_.capacity() +
+         (out_shared_.capacity() + inflight_shared_.capacity()) * sizeof(Shared) + bufs_.capacity() * sizeof(uv_buf_t);
+}
+
 void Transport::on_write_done(int status) {
   writing_ = false;
   release_if_burst(inflight_);

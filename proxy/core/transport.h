@@ -76,6 +76,8 @@ class Transport {
   // Nothing to write: frees the batch buffers, which otherwise keep their
   // capacity for the next turn's writes (for a connection gone quiet).
   void release_idle_buffers();
+  // For tests: what the batch buffers hold allocated, in bytes.
+  size_t buffer_capacity() const;
 
   // Called by the WriteScheduler for scheduled transports.
   void produce_and_flush();

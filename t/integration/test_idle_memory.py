@@ -3,12 +3,15 @@ that read and wrote nothing for 10 s (core/session_memory.h), at its next 1 s ti
 
 import time
 
+import pytest
+
 from conftest import H2Client, base_config, raise_nofile, rss_kib
 
 
 def test_quiet_connections_give_their_empty_buffers_back(sidemux_factory):
     n = 300
-    raise_nofile(n + 200)  # before starting sidemux, which inherits the limit
+    if raise_nofile(n + 200) < n + 100:  # before starting sidemux, which inherits the limit
+        pytest.skip(f"RLIMIT_NOFILE hard limit too low for {n} connections")
     sm = sidemux_factory(base_config(workers=1))
     clients = []
     try:
@@ -28,9 +31,12 @@ def test_quiet_connections_give_their_empty_buffers_back(sidemux_factory):
                 break
             time.sleep(0.5)
         assert now <= want, f"RSS {held} KiB with {n} quiet connections, {now} KiB after 30 s; wanted <= {want}"
-        # The buffers come back on use.
+        # The buffers come back on use: /metrics (over 4 KiB) is packed
+        # across more than one of the frame buffer's pages.
         for c in clients[::30]:
-            assert c.get("/livez").status == 200
+            metrics = c.get("/metrics")
+            assert metrics.status == 200 and len(metrics.data) > 4096, len(metrics.data)
+            assert metrics.data.endswith(b"\n") and b"# TYPE process_start_time_seconds" in metrics.data
     finally:
         for c in clients:
             c.close()

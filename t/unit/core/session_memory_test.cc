@@ -14,8 +14,7 @@ namespace {
 
 const size_t kPage = static_cast<size_t>(sysconf(_SC_PAGESIZE));
 
-// nghttp2's frame buffer chunk: realloc(NULL, frame header + pad byte + 16 KiB).
-constexpr size_t kFrameBufferChunk = 9 + 1 + 16384;
+constexpr size_t kFrameBufferChunk = SessionMemory::kFrameBufferChunk;
 
 TEST(SessionMemory, PageBlockPagesThatHoldBytesAreKept) {
   SessionMemory m;
@@ -63,6 +62,21 @@ TEST(SessionMemory, SmallBlocksAndGrowthKeepTheirBytes) {
   m.mem()->free(small, user);
   m.mem()->free(p, user);
   EXPECT_EQ(m.page_blocks(), 0u);
+}
+
+TEST(SessionMemory, PastItsListBlocksComeFromTheSharedAllocator) {
+  SessionMemory m;
+  void* user = m.mem()->mem_user_data;
+  std::vector<unsigned char*> blocks;
+  for (int i = 0; i < 10; ++i) {
+    blocks.push_back(static_cast<unsigned char*>(m.mem()->malloc(2 * kPage, user)));
+    std::memset(blocks.back(), i + 1, 2 * kPage);
+  }
+  EXPECT_EQ(m.page_blocks(), 8u);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(blocks[i][2 * kPage - 1], i + 1) << i;
+  for (unsigned char* b : blocks) m.mem()->free(b, user);
+  EXPECT_EQ(m.page_blocks(), 0u);
+  m.mem()->free(nullptr, user);
 }
 
 // A real session pair: a server on a SessionMemory, a client on the shared
@@ -117,6 +131,7 @@ TEST(SessionMemory, AnIdleSessionGivesBackItsStreamMapAndFrameBuffer) {
   // What nghttp2 1.52 allocates per session at a page or more: its stream
   // map (4 KiB) and its output frame buffer.
   EXPECT_EQ(x.memory.page_blocks(), 2u);
+  EXPECT_EQ(x.memory.frame_buffers(), 1u);
   x.request();
   ASSERT_EQ(x.answered, 1);
   EXPECT_GE(x.memory.resident_bytes(), 2 * kPage);

@@ -35,17 +35,22 @@ TEST(Transport, WritesOfOneTurnGoOutTogetherAtItsEnd) {
 TEST(Transport, IdleBuffersAreReleasedOnlyWithNothingToWrite) {
   TransportPair p;
   p.b->transport.resume_reading();
-  p.a->transport.write("queued");
+  const std::string queued(1000, 'q');
+  p.a->transport.write(queued);
   // Pending bytes stay: the release waits for a quiet transport.
   p.a->transport.release_idle_buffers();
   EXPECT_TRUE(p.a->transport.write_pending());
   p.turn();
-  ASSERT_TRUE(p.run_until([&] { return p.b->owner.read == "queued"; }));
+  ASSERT_TRUE(p.run_until([&] { return p.b->owner.read == queued; }));
   ASSERT_FALSE(p.a->transport.write_pending());
+  // Written, the batch kept its room for the next turn; released, it has
+  // none beyond what a std::string holds inline.
+  EXPECT_GE(p.a->transport.buffer_capacity(), queued.size());
   p.a->transport.release_idle_buffers();
+  EXPECT_LT(p.a->transport.buffer_capacity(), 100u);
   p.a->transport.write(" and after");
   p.turn();
-  ASSERT_TRUE(p.run_until([&] { return p.b->owner.read == "queued and after"; }));
+  ASSERT_TRUE(p.run_until([&] { return p.b->owner.read == queued + " and after"; }));
 }
 
 TEST(Transport, BlocksGoOutInPlaceAndOutliveTheirQueue) {
