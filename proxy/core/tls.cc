@@ -14,11 +14,40 @@ std::string describe(int ssl_error) {
 }
 }  // namespace
 
-TlsEndpoint::TlsEndpoint(SSL* ssl) : ssl_(ssl), rbio_(BIO_new(BIO_s_mem())), wbio_(BIO_new(BIO_s_mem())) {
+namespace {
+BIO* new_read_bio() {
+  BIO* b = BIO_new(BIO_s_mem());
   // An empty memory BIO reports "retry" rather than EOF.
-  BIO_set_mem_eof_return(rbio_, -1);
+  if (b) BIO_set_mem_eof_return(b, -1);
+  return b;
+}
+
+size_t bio_capacity(BIO* b) {
+  BUF_MEM* mem = nullptr;
+  BIO_get_mem_ptr(b, &mem);
+  return mem ? mem->max : 0;
+}
+}  // namespace
+
+TlsEndpoint::TlsEndpoint(SSL* ssl) : ssl_(ssl), rbio_(new_read_bio()), wbio_(BIO_new(BIO_s_mem())) {
   SSL_set_bio(ssl_, rbio_, wbio_);
 }
+
+void TlsEndpoint::release_idle_buffers() {
+  if (!handshake_done_ || BIO_ctrl_pending(rbio_) != 0 || BIO_ctrl_pending(wbio_) != 0) return;
+  BIO* r = new_read_bio();
+  BIO* w = BIO_new(BIO_s_mem());
+  if (!r || !w) {
+    BIO_free(r);
+    BIO_free(w);
+    return;
+  }
+  SSL_set_bio(ssl_, r, w);  // frees the old pair
+  rbio_ = r;
+  wbio_ = w;
+}
+
+size_t TlsEndpoint::buffer_capacity() const { return bio_capacity(rbio_) + bio_capacity(wbio_); }
 
 TlsEndpoint::~TlsEndpoint() {
   // OpenSSL drops a session from the server cache when its connection is

@@ -34,6 +34,12 @@ class TlsEndpoint {
   void write(std::string_view plain);
   // Moves the ciphertext produced so far onto `out`.
   void drain_ciphertext(std::string& out);
+  // Nothing waiting either way: fresh memory BIOs take the place of the
+  // old, whose buffers keep the size of the largest burst they held (a
+  // socket read one way, a write batch the other: up to ~64 KiB each).
+  void release_idle_buffers();
+  // For tests: what the two BIOs hold allocated, in bytes.
+  size_t buffer_capacity() const;
 
   bool handshake_done() const { return handshake_done_; }
   // True once, right after the handshake completed.

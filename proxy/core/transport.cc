@@ -169,11 +169,13 @@ void Transport::release_idle_buffers() {
   std::vector<Shared>().swap(out_shared_);
   std::vector<Shared>().swap(inflight_shared_);
   std::vector<uv_buf_t>().swap(bufs_);
+  if (tls_) tls_->release_idle_buffers();
 }
 
 size_t Transport::buffer_capacity() const {
   return out_.capacity() + inflight_.capacity() + tls_plain_.capacity() +
-         (out_shared_.capacity() + inflight_shared_.capacity()) * sizeof(Shared) + bufs_.capacity() * sizeof(uv_buf_t);
+         (out_shared_.capacity() + inflight_shared_.capacity()) * sizeof(Shared) + bufs_.capacity() * sizeof(uv_buf_t) +
+         (tls_ ? tls_->buffer_capacity() : 0);
 }
 
 void Transport::on_write_done(int status) {

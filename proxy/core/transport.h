@@ -74,9 +74,10 @@ class Transport {
   void close();
   bool closing() const { return closing_; }
   // Nothing to write: frees the batch buffers, which otherwise keep their
-  // capacity for the next turn's writes (for a connection gone quiet).
+  // capacity for the next turn's writes, and TLS's memory BIOs' (for a
+  // connection gone quiet).
   void release_idle_buffers();
-  // For tests: what the batch buffers hold allocated, in bytes.
+  // For tests: what the batch buffers and the BIOs hold allocated, in bytes.
   size_t buffer_capacity() const;
 
   // Called by the WriteScheduler for scheduled transports.

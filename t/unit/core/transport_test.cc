@@ -166,6 +166,22 @@ TEST(Transport, TlsBothWaysWithWritesBeforeTheHandshake) {
   EXPECT_EQ(p.a->owner.read, big);
   EXPECT_EQ(p.a->owner.errors, 0);
   EXPECT_EQ(p.b->owner.errors, 0);
+
+  // Quiet, both ends give their BIOs' buffers back (the sender's held a
+  // batch of ciphertext, the reader's a socket read) and go on.
+  ASSERT_TRUE(p.run_until([&] { return !p.b->transport.write_pending(); }));
+  EXPECT_GE(p.a->transport.buffer_capacity(), 16u * 1024);
+  EXPECT_GE(p.b->transport.buffer_capacity(), 16u * 1024);
+  p.a->transport.release_idle_buffers();
+  p.b->transport.release_idle_buffers();
+  EXPECT_LT(p.a->transport.buffer_capacity(), 100u);
+  EXPECT_LT(p.b->transport.buffer_capacity(), 100u);
+  p.b->transport.write(big);
+  p.a->transport.write("and back");
+  ASSERT_TRUE(p.run_until([&] { return p.a->owner.read.size() == 2 * big.size() && p.b->owner.read.size() == 22; }));
+  EXPECT_EQ(p.b->owner.read, "hello over tlsand back");
+  EXPECT_EQ(p.a->owner.errors, 0);
+  EXPECT_EQ(p.b->owner.errors, 0);
 }
 
 TEST(Transport, TlsHandshakeFailureIsAProtocolError) {
