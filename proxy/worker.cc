@@ -19,7 +19,8 @@ namespace {
 // traffic, which keeps its blocks. Each tick, the empty buffers of
 // connections quiet for 10 s: long against the pauses of a client in use,
 // whose buffers would only be faulted in again. A release is about 8 µs
-// (two madvise calls; 8.5 ms for 1,000 connections in one go), so a tick
+// (two madvise calls; 8.5 ms for 1,000 plaintext connections in one go,
+// measured while a build ran on the other core), so a tick
 // takes at most 256 of them, and looks at no more than 4,096 connections,
 // going on from where the last tick stopped: a crowd that went quiet
 // together is released over a few seconds, and a tick stays near 2 ms

@@ -12,9 +12,7 @@ namespace {
 std::string describe(int ssl_error) {
   return take_openssl_error(ssl_error == SSL_ERROR_SYSCALL ? "unexpected end of the TLS stream" : "TLS error");
 }
-}  // namespace
 
-namespace {
 BIO* new_read_bio() {
   BIO* b = BIO_new(BIO_s_mem());
   // An empty memory BIO reports "retry" rather than EOF.
